@@ -1,0 +1,40 @@
+"""Scorer registry: metric name -> scorer class, imported lazily so listing metrics stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+
+from t2ibench.errors import UserError
+from t2ibench.metrics.base import ItemScore, MetricResult, PromptRecord, Scorer
+
+# name -> "module:Class". A differently named entry is a different metric (e.g. clip vs clip-x100).
+SCORERS: dict[str, str] = {
+    "clip": "t2ibench.metrics.clip:ClipScore",
+    "clip-x100": "t2ibench.metrics.clip:ClipScoreX100",
+    "fid": "t2ibench.metrics.fid:FID",
+    "imagereward": "t2ibench.metrics.imagereward:ImageRewardScore",
+    "hpsv2": "t2ibench.metrics.hpsv2:HPSv2Score",
+    "hpsv2.1": "t2ibench.metrics.hpsv2:HPSv21Score",
+    "tifa": "t2ibench.metrics.tifa:TIFAScore",
+}
+
+
+def scorer_class(name: str) -> type[Scorer]:
+    if name not in SCORERS:
+        raise UserError(f"unknown metric {name!r}; known: {', '.join(SCORERS)}")
+    module, cls = SCORERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def parse_metrics(spec: str) -> list[str]:
+    """'clip,fid' -> ['clip', 'fid'], with unknown names rejected before any work."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UserError("no metric given; known: " + ", ".join(SCORERS))
+    unknown = [n for n in names if n not in SCORERS]
+    if unknown:
+        raise UserError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(SCORERS)}")
+    return list(dict.fromkeys(names))
+
+
+__all__ = ["SCORERS", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "parse_metrics", "scorer_class"]

@@ -1,0 +1,139 @@
+"""Where model weights come from.
+
+Every scorer (and the trainer's frozen VAE and text encoder) declares the files it needs as
+`WeightFile`s. A file is found, in order, at:
+  1. an explicit path the user gave (the file itself, or a directory that holds it);
+  2. `$T2IBENCH_WEIGHTS/<repo_id>/<filename>` or `$T2IBENCH_WEIGHTS/<basename>`;
+  3. the Hugging Face cache, then the hub (never when `HF_HUB_OFFLINE=1`).
+When none has it, `MissingWeightsError` names the file and the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from t2ibench.errors import MissingWeightsError
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a model's weights, pinned where the upstream pins it.
+
+    `filename` may name a directory snapshot instead (set `is_dir`): then `allow_patterns` selects
+    the files of the hub repo that make it up (a transformers or sentence-transformers model).
+    """
+
+    key: str
+    repo_id: str
+    filename: str
+    revision: str = "main"
+    sha256: str | None = None
+    is_dir: bool = False
+    allow_patterns: tuple[str, ...] = ()
+    repo_type: str = "model"
+
+    @property
+    def basename(self) -> str:
+        return Path(self.filename).name or self.repo_id.split("/")[-1]
+
+
+def weights_root() -> Path | None:
+    root = os.environ.get("T2IBENCH_WEIGHTS")
+    return Path(root).expanduser() if root else None
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _local_candidates(wf: WeightFile, explicit: Path | None) -> list[Path]:
+    out: list[Path] = []
+    if explicit is not None:
+        explicit = Path(explicit).expanduser()
+        out += [explicit, explicit / wf.filename, explicit / wf.basename]
+    root = weights_root()
+    if root is not None:
+        out += [root / wf.repo_id / wf.filename, root / wf.repo_id, root / wf.basename]
+    return out
+
+
+def _exists(path: Path, wf: WeightFile) -> bool:
+    return path.is_dir() if wf.is_dir else path.is_file()
+
+
+def find_local(wf: WeightFile, explicit: Path | None = None) -> Path | None:
+    """The local copy of `wf` (explicit path, T2IBENCH_WEIGHTS or HF cache), without any network."""
+    if explicit is not None and Path(explicit).expanduser().is_file() and not wf.is_dir:
+        return Path(explicit).expanduser()
+    for cand in _local_candidates(wf, explicit):
+        if _exists(cand, wf) and (wf.is_dir or cand.name == wf.basename or cand == explicit):
+            return cand
+    return _from_hf_cache(wf)
+
+
+def _from_hf_cache(wf: WeightFile) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    if wf.is_dir:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(wf.repo_id, revision=wf.revision, repo_type=wf.repo_type,
+                                          allow_patterns=list(wf.allow_patterns) or None,
+                                          local_files_only=True))
+        except Exception:
+            return None
+    hit = try_to_load_from_cache(wf.repo_id, wf.filename, revision=wf.revision, repo_type=wf.repo_type)
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def fetch_hint(metric: str | None) -> str:
+    return f"t2ibench weights fetch --metrics {metric}" if metric else "t2ibench weights fetch"
+
+
+def resolve(wf: WeightFile, explicit: Path | None = None, *, metric: str | None = None,
+            download: bool | None = None) -> Path:
+    """Local path of `wf`; downloads from the hub only when allowed and not offline."""
+    if explicit is not None and not Path(explicit).expanduser().exists():
+        raise MissingWeightsError(f"{wf.key} weights not found at {explicit} (expected {wf.filename} from {wf.repo_id})")
+    hit = find_local(wf, explicit)
+    if hit is not None:
+        return hit
+    if download is None:
+        download = not hub_offline()
+    if download:
+        try:
+            return download_file(wf)
+        except Exception as exc:  # no network, no such file, auth: all mean "missing" to the user
+            reason = type(exc).__name__
+            raise MissingWeightsError(
+                f"missing {wf.filename} from {wf.repo_id}@{wf.revision} ({reason}); "
+                f"put it under $T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric)}` where the hub is reachable"
+            ) from None
+    raise MissingWeightsError(
+        f"missing {wf.filename} from {wf.repo_id}@{wf.revision}; put it under "
+        f"$T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric)}` where the hub is reachable"
+    )
+
+
+def download_file(wf: WeightFile) -> Path:
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if wf.is_dir:
+        return Path(snapshot_download(wf.repo_id, revision=wf.revision, repo_type=wf.repo_type,
+                                      allow_patterns=list(wf.allow_patterns) or None))
+    path = Path(hf_hub_download(wf.repo_id, wf.filename, revision=wf.revision, repo_type=wf.repo_type))
+    if wf.sha256 and sha256_file(path) != wf.sha256:
+        raise MissingWeightsError(f"{path} does not match the pinned sha256 of {wf.repo_id}/{wf.filename}")
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
