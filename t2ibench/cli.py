@@ -21,8 +21,16 @@ COMMANDS = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error (two lines or more); the CLI contract is one line.
+    Subcommand parsers inherit this class (add_subparsers uses the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="t2ibench",
         description="Train, evaluate and compare text-to-image diffusion backbones under one protocol.",
     )

@@ -177,7 +177,8 @@ class TextToImageModel(nn.Module):
 
     def predict_noise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, backbone: nn.Module | None = None) -> torch.Tensor:
         net = backbone or self.backbone
-        if hasattr(net.config, "patch_size") and hasattr(net.config, "caption_channels"):  # PixArt
+        config = getattr(net, "module", net).config  # a DDP-wrapped backbone keeps its config on .module
+        if hasattr(config, "patch_size") and hasattr(config, "caption_channels"):  # PixArt
             out = net(x, encoder_hidden_states=context, timestep=t,
                       added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
             return out[:, : x.shape[1]]  # drop the learned-variance channels

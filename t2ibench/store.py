@@ -18,6 +18,7 @@ import os
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -118,6 +119,12 @@ def _to_sql(row: ResultRow) -> tuple:
     return tuple(out)
 
 
+def _nan_from_sql(d: dict[str, Any]) -> dict[str, Any]:
+    if d["value"] is None:  # SQLite stores a NaN REAL as NULL; a failed metric keeps its NaN
+        d["value"] = math.nan
+    return d
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy / torch scalars
         return obj.item()
@@ -151,14 +158,16 @@ def _from_mapping(d: dict[str, Any]) -> ResultRow:
 
 
 class ResultsStore:
-    """Results in one SQLite file. Every call opens its own connection, so a store object can be
-    shared across fork() and used from several processes; writes retry while another holds the lock."""
+    """Results in one SQLite file. Connections are kept per (process, thread), so a store object can
+    be shared across fork() and threads; writes retry while another process holds the lock.
+    (Closing the last connection checkpoints the WAL with an fsync, so one per call would be slow.)"""
 
     def __init__(self, path_or_url: str | os.PathLike[str] | None = None):
         self.path = _parse_location(path_or_url) if path_or_url is not None else default_db_path()
         if self.path.is_dir():
             raise UserError(f"results store {self.path} is a directory; give a file path")
         self._initialised = False
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.path)!r})"
@@ -170,7 +179,13 @@ class ResultsStore:
         except sqlite3.OperationalError as exc:
             raise UserError(f"results store {self.path}: cannot open ({exc})") from None
         con.row_factory = sqlite3.Row
-        con.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        try:
+            con.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            # In WAL mode NORMAL never corrupts the file; a power cut may drop the last commits only.
+            con.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            raise UserError(f"results store {self.path}: not a usable SQLite results store ({exc})") from None
         return con
 
     @contextmanager
@@ -179,17 +194,44 @@ class ResultsStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(self.path)
-        con = self._connect()
+        key = (os.getpid(), threading.get_ident())
+        con = self._connections.get(key)
+        if con is None:
+            con = self._connections[key] = self._connect()
         try:
             if not self._initialised:
                 self._init_schema(con)
             yield con
         except sqlite3.DatabaseError as exc:
+            self._drop(key)
             if isinstance(exc, sqlite3.OperationalError) and _is_locked(exc):
                 raise
             raise UserError(f"results store {self.path}: not a usable SQLite results store ({exc})") from None
-        finally:
+        except BaseException:
+            self._drop(key)
+            raise
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        con = self._connections.pop(key, None)
+        if con is not None:
             con.close()
+
+    def close(self) -> None:
+        """Close this process's connections (those inherited over fork() are left alone)."""
+        for key in [k for k in self._connections if k[0] == os.getpid()]:
+            self._drop(key)
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- interpreter shutdown
+            pass
 
     def _init_schema(self, con: sqlite3.Connection) -> None:
         columns = ", ".join(f"{name} {_SQL_TYPES[name]}" for name in ROW_FIELDS)
@@ -289,7 +331,7 @@ class ResultsStore:
                 records = _retry(lambda: con.execute(sql, params).fetchall())
         except FileNotFoundError:
             return []  # a store nobody has written to yet is an empty store
-        return [_from_mapping(dict(r)) for r in records]
+        return [_from_mapping(_nan_from_sql(dict(r))) for r in records]
 
     def __len__(self) -> int:
         try:

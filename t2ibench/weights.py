@@ -34,6 +34,9 @@ class WeightFile:
     is_dir: bool = False
     allow_patterns: tuple[str, ...] = ()
     repo_type: str = "model"
+    # A file published outside the hub (e.g. torch-fidelity's Inception weights on GitHub releases):
+    # fetched with torch.hub into its checkpoints folder, where the library itself would put it.
+    url: str | None = None
 
     @property
     def basename(self) -> str:
@@ -71,7 +74,20 @@ def find_local(wf: WeightFile, explicit: Path | None = None) -> Path | None:
     for cand in _local_candidates(wf, explicit):
         if _exists(cand, wf) and (wf.is_dir or cand.name == wf.basename or cand == explicit):
             return cand
+    if wf.url:
+        return _from_torch_hub_cache(wf)
     return _from_hf_cache(wf)
+
+
+def _torch_hub_checkpoint(wf: WeightFile) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / wf.basename
+
+
+def _from_torch_hub_cache(wf: WeightFile) -> Path | None:
+    path = _torch_hub_checkpoint(wf)
+    return path if path.is_file() else None
 
 
 def _from_hf_cache(wf: WeightFile) -> Path | None:
@@ -122,6 +138,13 @@ def resolve(wf: WeightFile, explicit: Path | None = None, *, metric: str | None 
 def download_file(wf: WeightFile) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
+    if wf.url:
+        import torch
+
+        path = _torch_hub_checkpoint(wf)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(wf.url, str(path), hash_prefix=wf.sha256)
+        return path
     if wf.is_dir:
         return Path(snapshot_download(wf.repo_id, revision=wf.revision, repo_type=wf.repo_type,
                                       allow_patterns=list(wf.allow_patterns) or None))

@@ -92,6 +92,12 @@ class Scorer(ABC):
     def version(self) -> str:
         raise NotImplementedError
 
+    @classmethod
+    def declared_version(cls, **options: Any) -> str:
+        """The version of this configuration as far as it is known without loading weights (for
+        `t2ibench metrics`); the loaded scorer's `version` is authoritative and goes into results."""
+        return f"{cls.name} (version known once loaded)"
+
     # -- per-image scorers ---------------------------------------------------------------------
     def score_batch(self, images: Sequence[ImageLike], prompts: Sequence[PromptRecord]) -> list[ItemScore]:
         raise NotImplementedError

@@ -17,6 +17,9 @@ from t2ibench.weights import WeightFile
 
 
 class VQABackend(ABC):
+    """Subclasses declare their checkpoint in `weight_files()` under the key "vqa"; the TIFA scorer
+    resolves it (explicit path, $T2IBENCH_WEIGHTS, HF cache/hub) and passes the path as `weights`."""
+
     name: ClassVar[str]
     # True when every answer is guaranteed to be one of the given choices (then TIFA needs no
     # answer-mapping model, e.g. the demo's measuring backend or a multiple-choice VLM prompt).
@@ -41,14 +44,42 @@ class VQABackend(ABC):
         """Free-form answers, one per (images[i], questions[i], choices[i]); batched internally."""
 
 
-# name -> "module:Class"; filled in by the backends' modules (blip, qwen, demo's measuring backend).
-VQA_BACKENDS: dict[str, str] = {
+# name -> "module:Class" (imported on use), or a VQABackend subclass registered at run time.
+VQA_BACKENDS: dict[str, str | type[VQABackend]] = {
     "shapes-measure": "t2ibench.demo.measure_vqa:ShapesMeasureVQA",
+    # The TIFA repo's "blip-large" and "blip-base" (transformers BlipForQuestionAnswering).
+    "blip-vqa-capfilt-large": "t2ibench.metrics.tifa.blip:BlipVQACapfiltLarge",
+    "blip-vqa-base": "t2ibench.metrics.tifa.blip:BlipVQABase",
+    # A current open VLM answering multiple-choice prompts (choices in the prompt).
+    "qwen2.5-vl-3b": "t2ibench.metrics.tifa.qwen:Qwen25VL3B",
+    "qwen2.5-vl-7b": "t2ibench.metrics.tifa.qwen:Qwen25VL7B",
 }
 
 
 def vqa_backend_class(name: str) -> type[VQABackend]:
     if name not in VQA_BACKENDS:
         raise UserError(f"unknown VQA backend {name!r}; known: {', '.join(VQA_BACKENDS)}")
-    module, cls = VQA_BACKENDS[name].split(":")
+    spec = VQA_BACKENDS[name]
+    if isinstance(spec, type):
+        return spec
+    module, cls = spec.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def snapshot_tag(path: Path | None) -> str:
+    """The hub commit of a resolved snapshot folder (HF cache layout .../snapshots/<commit>), else 'local'."""
+    if path is not None:
+        name = Path(path).name
+        if len(name) == 40 and all(c in "0123456789abcdef" for c in name):
+            return name[:12]
+    return "local"
+
+
+def to_rgb(image: Any):
+    """PIL image (any mode) or a path -> RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    return image if getattr(image, "mode", None) == "RGB" else image.convert("RGB")

@@ -1,0 +1,167 @@
+"""What `--ckpt` may name, and the checkpoint hash that keys the image cache and every result.
+
+* a t2ibench checkpoint directory (`t2ibench_model.json`; a trainer checkpoint is this plus
+  `training_state/`): backbone (non-EMA by default, `ema=True` for `ema_backbone/`), text encoder, VAE;
+* a diffusers pipeline directory (`model_index.json`), sampled with its own components;
+* a Hugging Face hub id of a diffusers pipeline, where a network (or the HF cache) has it.
+
+The hash is the sha256 of what is loaded: each weight/config file's sha256 (cached by path, size and
+mtime in `~/.cache/t2ibench/file_hashes.json`, so a 5 GB checkpoint is read once), and, for frozen
+components stored by reference, the pinned reference itself. Training tags are not hashed: the same
+weights are the same checkpoint whatever the trainer wrote about them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import UserError
+
+_HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
+
+
+def _hash_cache_path() -> Path:
+    root = os.environ.get("T2IBENCH_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "t2ibench") / "file_hashes.json"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = _hash_cache_path()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
+    cache[key] = digest
+    try:  # best effort: a lost update only costs a re-hash later
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".file_hashes.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(cache, fh)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return digest
+
+
+def tree_sha256(root: Path, subdirs: list[str] | None = None, extra: Any = None) -> str:
+    """sha256 over (relative path, file sha256) of the weight/config files under `subdirs` of `root`."""
+    root = Path(root)
+    entries = []
+    for sub in subdirs if subdirs is not None else [""]:
+        base = root / sub if sub else root
+        if base.is_file():
+            entries.append((sub, file_sha256(base)))
+            continue
+        for p in sorted(base.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and p.suffix in _HASHED_SUFFIXES and not any(part.startswith(".") for part in rel.split("/")):
+                entries.append((rel, file_sha256(p)))
+    payload = json.dumps({"files": entries, "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def state_hash(*modules) -> str:
+    """sha256 of the parameters and buffers of in-memory modules (the trainer's current weights)."""
+    import torch
+
+    h = hashlib.sha256()
+    for module in modules:
+        if module is None:
+            h.update(b"<none>")
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def t2ibench_hash(directory: Path, ema: bool) -> str:
+    from t2ibench.model import MODEL_FILE
+
+    info = json.loads((directory / MODEL_FILE).read_text())
+    subdirs = ["ema_backbone" if ema else "backbone"]
+    subdirs += [d for d in ("text_encoder", "vae") if (directory / d).is_dir()]
+    # what decides the images besides the files: schedule, references to frozen parts, resolution
+    extra = {k: info.get(k) for k in ("schedule", "text_encoder", "vae", "variant", "resolution")}
+    return tree_sha256(directory, subdirs, extra)
+
+
+def describe_dir(path: Path) -> str:
+    from t2ibench.model import MODEL_FILE
+
+    if (path / MODEL_FILE).is_file():
+        return "t2ibench"
+    if (path / "model_index.json").is_file():
+        return "diffusers"
+    return ""
+
+
+def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
+    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
+    from t2ibench.generate import PipelineSampler, T2IModelSampler
+    from t2ibench.model import TextToImageModel
+
+    text = os.fspath(ckpt)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        kind = describe_dir(path)
+        if kind == "t2ibench":
+            digest = t2ibench_hash(path, ema)
+            model = TextToImageModel.load(path, ema=ema, device=device)
+            sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
+            return sampler
+        if kind == "diffusers":
+            if ema:
+                raise UserError(f"{path}: --ema applies to t2ibench checkpoints; a diffusers pipeline has one set of weights")
+            return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
+        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and describe_dir(p))
+        hint = f"; it holds checkpoints {', '.join(inner[:5])}: pass one of them" if inner else ""
+        raise UserError(f"{path} is not a checkpoint (no t2ibench_model.json or model_index.json){hint}")
+    if path.exists():
+        raise UserError(f"{path} is not a checkpoint directory")
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):  # looks like a hub id
+        return _load_hub_pipeline(text, device)
+    raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
+
+
+def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
+    from diffusers import DiffusionPipeline
+
+    from t2ibench.generate import PipelineSampler
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(where)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{source}: cannot load as a diffusers pipeline ({str(exc).splitlines()[0][:160]})") from None
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    return PipelineSampler(pipe, source=source, ckpt_hash=ckpt_hash)
+
+
+def _load_hub_pipeline(repo_id: str, device: str):
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
+    except Exception as exc:  # offline, unknown repo, gated: one line
+        raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
+                        f"({type(exc).__name__}); download it or pass a local directory") from None
+    return _load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device)

@@ -1,0 +1,195 @@
+"""`t2ibench eval`: score images with the selected metrics and write a results JSON.
+
+`--images DIR` scores a folder of existing images against `--prompts` (a prompt-set name or a
+.txt/.csv/.tsv/.jsonl/.json file). Images are named `<prompt id>.png` or `<index>.png` (00000.png is
+the first prompt); see t2ibench/images.py. `--ckpt PATH` (generate, then score) is added by the
+generation/eval work: see `eval_ckpt`.
+
+Weights and options per metric: `--weights METRIC.KEY=PATH` (e.g. `imagereward.imagereward=/w/ImageReward.pt`,
+or a directory holding the file) and `--option METRIC.KEY=VALUE` (e.g. `fid.real_images=/data/coco_val_256`,
+`fid.resize=pil-bicubic-299`, `clip.arch=ViT-H-14 clip.pretrained=laion2b_s32b_b79k`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import UserError
+
+RESULTS_FILE = "results.json"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score a folder of images (or a checkpoint) with the selected metrics",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, metavar="DIR", help="folder of images named by prompt id or index")
+    # `--ckpt PATH` joins this group with the generation path (eval_ckpt).
+    p.add_argument("--prompts", metavar="FILE_OR_NAME", help="prompt-set name or prompt file")
+    p.add_argument("--metrics", required=True, help="comma-separated, e.g. clip,fid,imagereward,hpsv2")
+    p.add_argument("--out", type=Path, metavar="DIR", help="where results.json goes (default results/eval/<images dir>)")
+    p.add_argument("--limit", type=int, help="use only the first N prompts")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: each metric's own)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--weights", action="append", default=[], metavar="METRIC.KEY=PATH")
+    p.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "ckpt", None):
+        return eval_ckpt(args)
+    return eval_images(args)
+
+
+def eval_ckpt(args: argparse.Namespace) -> int:
+    """Generate images for a checkpoint, then score them (the generation path; added separately)."""
+    raise UserError("eval --ckpt is not available in this build; generate images first and use --images DIR")
+
+
+# -- helpers shared by both paths -------------------------------------------------------------------
+
+def parse_assignments(items: list[str], what: str, metrics: list[str]) -> dict[str, dict[str, str]]:
+    """['fid.resize=torch-fidelity'] -> {'fid': {'resize': 'torch-fidelity'}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        metric, dot, key = head.rpartition(".")
+        if not (sep and dot and metric and key and value):
+            raise UserError(f"--{what} {item!r}: expected METRIC.KEY=VALUE")
+        if metric not in metrics:
+            raise UserError(f"--{what} {item!r}: {metric} is not among --metrics {','.join(metrics)}")
+        out.setdefault(metric, {})[key] = value
+    return out
+
+
+def _option_value(value: str) -> Any:
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_weights(metrics: list[str], weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> None:
+    """Every weight file of every metric, found before any model is built (MissingWeightsError otherwise)."""
+    from t2ibench.metrics import scorer_class
+    from t2ibench.weights import resolve
+
+    for name in metrics:
+        cls = scorer_class(name)
+        files = cls.weight_files(**options.get(name, {}))
+        known = {wf.key for wf in files}
+        for key in weights.get(name, {}):
+            if key not in known:
+                raise UserError(f"--weights {name}.{key}: {name} has no weights {key!r}; known: {', '.join(sorted(known))}")
+        for wf in files:
+            explicit = weights.get(name, {}).get(wf.key)
+            resolve(wf, Path(explicit) if explicit else None, metric=name)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for pkg in ("t2ibench", "torch", "open_clip_torch", "transformers", "torch-fidelity", "image-reward", "hpsv2"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def score_metrics(metrics: list[str], paths: list[Path], prompts: list, device: str, batch_size: int | None,
+                  weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
+    """Build each scorer, stream the images through it, and collect its result (and the unreadable images)."""
+    from t2ibench.images import load_image
+    from t2ibench.metrics import scorer_class
+
+    results: dict[str, Any] = {}
+    unreadable: set[str] = set()
+
+    def images():  # decoded per metric, so memory stays one batch deep
+        for p in paths:
+            image = load_image(p)
+            if image is None:
+                unreadable.add(p.name)
+            yield image
+
+    for name in metrics:
+        t0 = time.time()
+        scorer = scorer_class(name)(device=device, weights=weights.get(name), **options.get(name, {}))
+        result = scorer.score(images(), prompts, batch_size=batch_size)
+        d = result.to_dict()
+        d["weights"] = {k: {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None}
+                        for k, p in scorer.paths.items()}
+        d["seconds"] = round(time.time() - t0, 3)
+        results[name] = d
+        print(f"{name}: {result.value:.6g} over {result.n_items} images ({result.n_skipped} skipped) "
+              f"[{result.version}]", file=sys.stderr)
+        del scorer
+    return results, sorted(unreadable)
+
+
+def eval_images(args: argparse.Namespace) -> int:
+    """Score the images of `args.images` against `args.prompts`; write results.json under `args.out`."""
+    from t2ibench.images import load_prompts, match_images
+    from t2ibench.metrics import parse_metrics
+
+    metrics = parse_metrics(args.metrics)
+    if not args.prompts:
+        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
+    weights = parse_assignments(args.weights, "weights", metrics)
+    options = {m: {k: _option_value(v) for k, v in kv.items()}
+               for m, kv in parse_assignments(args.option, "option", metrics).items()}
+    prompts = load_prompts(args.prompts, limit=args.limit)
+    match = match_images(args.images, prompts)
+    check_weights(metrics, weights, options)  # stop before any model is loaded
+    out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
+    device = resolve_device(args.device)
+
+    results, unreadable = score_metrics(metrics, match.paths, match.prompts, device, args.batch_size, weights, options)
+    record = {
+        "source": {"images": str(Path(args.images).resolve()), "prompts": args.prompts, "matched_by": match.by},
+        "n_prompts": len(prompts), "n_images": len(match.paths), "prompts_without_image": match.prompts_without_image,
+        "n_skipped": len(unreadable), "skipped_images": unreadable,
+        "metrics": results,
+        "manifest": {"device": device, "batch_size": args.batch_size, "packages": package_versions(),
+                     "scorers": {m: r["version"] for m, r in results.items()}, "options": options},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = Path(out_dir) / RESULTS_FILE
+    write_json_atomic(path, record)
+    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
+               for m, r in results.items()}
+    if args.format == "json":
+        print(json.dumps({"results": str(path), "metrics": summary}, indent=1))
+    else:
+        for m, s in summary.items():
+            print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
+        print(f"wrote {path}")
+    return 0

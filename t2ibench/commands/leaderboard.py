@@ -1,0 +1,146 @@
+"""`t2ibench leaderboard build|fit|export|import`: the static site, power-law fits on Pareto
+frontiers, and moving results between stores as CSV/JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from t2ibench.errors import UserError
+
+X_CHOICES = ("compute", "params", "data")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("leaderboard", help="build the leaderboard site, fit scaling laws, move results",
+                              description="Build the static leaderboard site, fit S = a*X^b on Pareto frontiers, "
+                                          "and import/export results.")
+    sub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
+    db_help = "results store: a path or sqlite:///PATH (default: $T2IBENCH_DB, else ./results/t2ibench.sqlite)"
+
+    b = sub.add_parser("build", help="write the static site (index.html + plots)")
+    b.add_argument("--db", help=db_help)
+    b.add_argument("--out", help="output folder (default: ./leaderboard/site)")
+    b.add_argument("--select", choices=("latest", "best"), default="latest",
+                   help="which result of each run the tables rank (default: latest step)")
+    b.add_argument("--format", choices=("text", "json"), default="text")
+    b.set_defaults(handler=_build)
+
+    f = sub.add_parser("fit", help="fit S = a*X^b on the Pareto frontier of a metric")
+    f.add_argument("--x", choices=X_CHOICES, required=True,
+                   help="compute: cumulative training GFLOPs; params: millions of parameters; "
+                        "data: millions of image-noun pairs")
+    f.add_argument("--metric", default="tifa", help="metric to fit (default: tifa)")
+    f.add_argument("--db", help=db_help)
+    f.add_argument("--manifest", help="protocol manifest hash (or prefix) to fit when the store holds several")
+    f.add_argument("--select", choices=("latest", "best"), default="latest",
+                   help="result per run for --x params/data (default: latest)")
+    f.add_argument("--plot", help="PNG to draw the fit into (default: ./leaderboard/fit-METRIC-X.png)")
+    f.add_argument("--no-plot", action="store_true", help="print the fit only")
+    f.add_argument("--format", choices=("text", "json"), default="text")
+    f.set_defaults(handler=_fit)
+
+    e = sub.add_parser("export", help="write every result to a CSV or JSON file")
+    e.add_argument("file", help="destination, .csv or .json")
+    e.add_argument("--db", help=db_help)
+    e.add_argument("--as", dest="file_format", choices=("csv", "json"), help="format (default: from the suffix)")
+    e.set_defaults(handler=_export)
+
+    i = sub.add_parser("import", help="add the results of a CSV or JSON export to the store")
+    i.add_argument("file", help="source, .csv or .json (as written by export)")
+    i.add_argument("--db", help=db_help)
+    i.add_argument("--as", dest="file_format", choices=("csv", "json"), help="format (default: from the suffix)")
+    i.set_defaults(handler=_import)
+
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _store(args: argparse.Namespace):  # noqa: ANN202
+    from t2ibench.store import ResultsStore
+
+    return ResultsStore(args.db)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from t2ibench.leaderboard.site import build_site
+
+    report = build_site(_store(args), args.out, select=args.select)
+    if args.format == "json":
+        print(json.dumps({"index": str(report.index), "results": report.n_rows, "protocol_groups": report.n_groups,
+                          "plots": [str(p) for p in report.plots]}))
+    elif report.n_rows == 0:
+        print(f"the results store is empty; wrote a page that says so: {report.index}")
+    else:
+        print(f"wrote {report.index} ({report.n_rows} results, {report.n_groups} protocol group(s), "
+              f"{len(report.plots)} plots); open it in a browser, no server needed")
+    return 0
+
+
+def _choose_group(groups: list, metric: str, manifest: str | None):  # noqa: ANN202
+    of_metric = [g for g in groups if g.metric == metric]
+    if not of_metric:
+        known = sorted({g.metric for g in groups})
+        raise UserError(f"no {metric!r} results in the store" + (f"; it has: {', '.join(known)}" if known else ""))
+    comparable = [g for g in of_metric if g.comparable]
+    if manifest:
+        comparable = [g for g in comparable if g.manifest_hash.startswith(manifest)]
+        if not comparable:
+            raise UserError(f"no {metric} results with a protocol manifest hash starting {manifest!r}")
+    if not comparable:
+        raise UserError(f"no {metric} results carry a protocol manifest hash, so none can be compared or fitted")
+    chosen = comparable[0]  # group_by_protocol orders by run count, largest first
+    others = [g for g in comparable[1:]]
+    return chosen, others
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from t2ibench.leaderboard.analysis import X_AXES, fit_scaling, group_by_protocol
+    from t2ibench.leaderboard.reference import PAPER_FIT_METRIC, PAPER_FITS
+
+    store = _store(args)
+    group, others = _choose_group(group_by_protocol(store.query(metric=args.metric)), args.metric, args.manifest)
+    fit = fit_scaling(group, args.x, args.select)
+    plot_path = None
+    if not args.no_plot:
+        from t2ibench.leaderboard.plots import plot_scaling_fit
+
+        plot_path = plot_scaling_fit(fit, Path(args.plot or Path("leaderboard") / f"fit-{args.metric}-{args.x}.png"))
+    paper = PAPER_FITS[args.x] if args.metric.lower() == PAPER_FIT_METRIC else None
+    if args.format == "json":
+        print(json.dumps({
+            "metric": args.metric, "x": args.x, "x_unit": X_AXES[args.x], "manifest_hash": group.manifest_hash,
+            "version": group.version, "a": fit.fit.a, "b": fit.fit.b, "r2": fit.fit.r2, "n_points": len(fit.points),
+            "frontier": [{"run": r.run, "step": r.step, "x": x, "score": s} for x, s, r in fit.frontier],
+            "paper": {"a": paper.a, "b": paper.b, "source": paper.source} if paper else None,
+            "plot": str(plot_path) if plot_path else None}))
+        return 0
+    print(f"{args.metric} vs {X_AXES[args.x]}")
+    print(f"protocol {group.manifest_hash} (version {group.version}); {len(group.runs())} run(s)")
+    if others:
+        print(f"note: {len(others)} other protocol(s) hold {args.metric} results and were not pooled "
+              f"({', '.join(g.manifest_hash[:12] for g in others)}); choose one with --manifest")
+    print(f"Pareto frontier: {len(fit.frontier)} of {len(fit.points)} points")
+    for x, s, r in fit.frontier:
+        step = f" step {r.step}" if r.step is not None else ""
+        print(f"  {r.run}{step}: X = {x:.6g}, S = {s:.4f}")
+    print(f"fit (log-log least squares): S = a * X^b with a = {fit.fit.a:.6g}, b = {fit.fit.b:.6g}, "
+          f"R^2 = {fit.fit.r2:.4f} (in log space)")
+    if paper:
+        print(f"reference, {paper.label()}")
+    if plot_path:
+        print(f"plot: {plot_path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    n = _store(args).export(args.file, args.file_format)
+    print(f"exported {n} result(s) to {args.file}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    store = _store(args)
+    n = store.import_file(args.file, args.file_format)
+    print(f"imported {n} result(s) into {store.path}")
+    return 0

@@ -1,0 +1,344 @@
+"""The one evaluation driver: checkpoint (or in-memory model) -> images under the protocol -> scores.
+
+Used by `t2ibench eval --ckpt`, by the trainers' in-training evaluation and by the demo:
+
+    result = evaluate("runs/a/checkpoint-1000", ["tifa", "clip"], out_dir=Path("out/a-1000"))
+    result = evaluate(model, ["tifa"], out_dir=..., run="a", variant="sdxl_td4_8", step=1000, train_flops=3e18,
+                      protocol=Protocol(resolution=32), scorer_options={"tifa": {"vqa": "shapes-measure",
+                                                                                 "questions": qpath}})
+
+Order of work: every input is checked first (metrics, prompt sets and their checksums, scorer weights,
+what `out_dir` already holds); then images are generated into the cache (sharded across processes
+under `accelerate launch`, aligned batches so 1 and N processes give identical images); then, on the
+main process only, each scorer is built in turn and scores its prompt set; then `out_dir/results.json`
+(atomically) and one row per metric in the results store.
+
+Each metric is scored on the paper's prompt set unless `prompts` is given (TIFA and HPSv2 on tifa-v1;
+ImageReward, CLIP, FID on coco-10k); a custom TIFA question file (`scorer_options["tifa"]["questions"]`)
+brings its own prompts, the captions it asks about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import UserError
+from t2ibench.generate import UNCOND_PROMPT, Protocol, as_sampleable, generate, image_cache
+
+RESULTS_FILE = "results.json"
+FORMAT = "t2ibench-eval-results"
+FORMAT_VERSION = 1
+LIBRARIES = ("t2ibench", "torch", "diffusers", "transformers", "accelerate", "open_clip_torch", "torch-fidelity",
+             "image-reward", "hpsv2", "sentence-transformers", "safetensors")
+
+__all__ = ["Protocol", "evaluate", "library_versions", "manifest_hash", "RESULTS_FILE"]
+
+
+def library_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for pkg in LIBRARIES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, default=str)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.state.wait_for_everyone()
+
+
+def _distributed(accelerator, device: str) -> tuple[_Dist, str]:
+    if accelerator is not None:
+        return _Dist(accelerator.process_index, accelerator.num_processes, accelerator), str(accelerator.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` / torchrun
+        from accelerate import PartialState
+
+        state = PartialState(cpu=device == "cpu")
+        return _Dist(state.process_index, state.num_processes, state), str(state.device)
+    return _Dist(), device
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def _metric_list(metrics) -> list[str]:
+    from t2ibench.metrics import parse_metrics
+
+    return parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
+
+
+def _prompt_sets(metrics: list[str], prompts, prompts_dir, limit, options: dict[str, dict]) -> dict[str, Any]:
+    """metric -> PromptSet (sets shared between metrics are loaded once)."""
+    from t2ibench.prompts import default_prompt_set, load_prompt_set, prompts_from_tifa_questions
+
+    loaded: dict[str, Any] = {}
+    out = {}
+    for m in metrics:
+        questions = options.get(m, {}).get("questions") if m == "tifa" else None
+        if prompts is not None:
+            key = f"set:{prompts}"
+            if key not in loaded:
+                loaded[key] = load_prompt_set(prompts, prompts_dir, limit)
+        elif questions is not None and not isinstance(questions, (list, dict)):
+            key = f"questions:{questions}"
+            if key not in loaded:
+                loaded[key] = prompts_from_tifa_questions(questions, limit)
+        else:
+            key = f"set:{default_prompt_set(m)}"
+            if key not in loaded:
+                loaded[key] = load_prompt_set(default_prompt_set(m), prompts_dir, limit)
+        out[m] = loaded[key]
+    return out
+
+
+def _check_weights(metrics: list[str], weights: dict[str, dict], options: dict[str, dict]) -> None:
+    """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
+    from t2ibench.metrics import scorer_class
+    from t2ibench.weights import resolve
+
+    for m in metrics:
+        for wf in scorer_class(m).weight_files(**options.get(m, {})):
+            explicit = (weights.get(m) or {}).get(wf.key)
+            resolve(wf, Path(explicit) if explicit else None, metric=m)
+
+
+def _generation_protocol(protocol: Protocol, ema: bool) -> dict[str, Any]:
+    return {**protocol.to_dict(), "ema": ema, "uncond_prompt": UNCOND_PROMPT}
+
+
+def _check_out_dir(out_dir: Path, gen_protocol: dict, sets: dict[str, Any], ckpt_hash: str | None) -> dict | None:
+    """Existing results in `out_dir` must be of the same protocol (and checkpoint); returns them."""
+    path = out_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+        old_protocol = old["manifest"]["protocol"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a t2ibench eval results file; use another --out") from None
+    if old_protocol != gen_protocol:
+        diff = sorted(k for k in set(old_protocol) | set(gen_protocol) if old_protocol.get(k) != gen_protocol.get(k))
+        detail = ", ".join(f"{k} {old_protocol.get(k)!r} vs {gen_protocol.get(k)!r}" for k in diff[:3])
+        raise UserError(f"{out_dir} holds results of a different protocol ({detail}); use another --out")
+    for m, pset in sets.items():
+        prev = old.get("metrics", {}).get(m, {}).get("manifest", {}).get("prompt_set")
+        if prev and (prev["sha256"] != pset.sha256 or prev["n_used"] != len(pset)):
+            raise UserError(f"{out_dir} holds {m} results on other prompts ({prev['name']}, {prev['n_used']} prompts "
+                            f"vs {pset.name}, {len(pset)}); use another --out")
+    if ckpt_hash is not None and old.get("checkpoint", {}).get("hash") not in (None, ckpt_hash):
+        raise UserError(f"{out_dir} holds results of another checkpoint ({old['checkpoint'].get('source')}); "
+                        "use another --out")
+    return old
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+def _weights_digest(paths: dict[str, Path]) -> dict[str, str]:
+    from t2ibench.checkpoints import file_sha256, tree_sha256
+
+    out = {}
+    for key, p in paths.items():
+        p = Path(p)
+        out[key] = file_sha256(p) if p.is_file() else tree_sha256(p) if p.is_dir() else f"missing:{p}"
+    return out
+
+
+def _score(name: str, scorer, image_paths: list[Path], records, batch_size, progress: bool):
+    from t2ibench.generate import _progress
+
+    def images():
+        from PIL import Image
+
+        for p in image_paths:
+            try:
+                with Image.open(p) as im:
+                    yield im.convert("RGB")
+            except (OSError, ValueError):
+                yield None  # counted as skipped by the scorer
+
+    with _progress(progress, f"scoring {name}", len(records)) as bar:
+        return scorer.score(images(), list(records), batch_size=batch_size, progress=bar.advance)
+
+
+def _variant_stats(variant_spec: dict | None) -> tuple[str | None, str | None, int | None, float | None]:
+    """(name, family, params, gmacs) of the checkpoint's variant spec, where t2ibench.variants can say."""
+    if not variant_spec:
+        return None, None, None, None
+    name, family = variant_spec.get("name"), variant_spec.get("family")
+    try:
+        from t2ibench.variants import VariantSpec, compute_stats
+
+        stats = compute_stats(VariantSpec.from_dict(variant_spec))
+        return name, family, int(stats.params), float(stats.gmacs)
+    except Exception:  # stats are a convenience for the leaderboard, never a reason to lose a result
+        return name, family, None, None
+
+
+def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=None, protocol: Protocol | None = None,
+             out_dir: Path, limit: int | None = None, db: Path | str | None = None, run: str | None = None,
+             variant: str | None = None, step: int | None = None, train_flops: float | None = None,
+             scorer_options: dict[str, dict] | None = None, device: str = "cpu", batch_size: int | None = None,
+             accelerator=None, progress: bool = True, ema: bool = False,
+             weights: dict[str, dict[str, str]] | None = None, image_dir: Path | None = None,
+             score_batch_size: int | None = None, store: bool = True) -> dict:
+    """Generate (what is missing) and score; returns the results dict written to out_dir/results.json.
+
+    batch_size: images per generation batch (default 8); score_batch_size: per scorer call (default:
+    each scorer's own). image_dir: image cache root (default out_dir/images). db: results store
+    path (default t2ibench.store.default_db_path()); store=False writes no row.
+    """
+    t_start = time.time()
+    protocol = protocol or Protocol()
+    options = {k: dict(v) for k, v in (scorer_options or {}).items()}
+    weights = weights or {}
+    names = _metric_list(metrics)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise UserError(f"scorer options given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
+    out_dir = Path(out_dir)
+    sets = _prompt_sets(names, prompts, prompts_dir, limit, options)
+    _check_weights(names, weights, options)
+    gen_protocol = _generation_protocol(protocol, ema)
+    _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
+
+    dist, device = _distributed(accelerator, device)
+    model = as_sampleable(model_or_ckpt, ema=ema, device=device)
+    previous = _check_out_dir(out_dir, gen_protocol, sets, model.ckpt_hash)
+
+    # -- generation (every process, its own aligned batches) ------------------------------------------
+    cache_root = Path(image_dir) if image_dir else out_dir / "images"
+    t_gen = time.time()
+    image_paths: dict[str, list[Path]] = {}
+    distinct = {id(s): s for s in sets.values()}
+    restore_training = _eval_mode(model)
+    try:
+        for pset in distinct.values():
+            image_paths[pset.name] = generate(model, pset, protocol, cache_root, batch_size=batch_size or 8,
+                                              rank=dist.rank, world=dist.world, progress=progress and dist.rank == 0)
+    finally:
+        restore_training()
+    gen_seconds = time.time() - t_gen
+    dist.barrier()
+    if dist.rank != 0:
+        dist.barrier()  # wait for the main process's scores, then return the same results
+        return json.loads((out_dir / RESULTS_FILE).read_text())
+
+    # -- scoring (main process) ------------------------------------------------------------------------
+    checkpoint = {**model.describe(), "tags": model.tags}
+    variant_spec = model.variant
+    if isinstance(model_or_ckpt, (str, os.PathLike)):
+        del model  # free the generator's memory before the scorers load (a passed-in model is the caller's)
+    libs = library_versions()
+    results = dict(previous["metrics"]) if previous else {}
+    per_item = dict(previous.get("per_item", {})) if previous else {}
+    for m in names:
+        pset = sets[m]
+        paths = image_paths[pset.name]
+        t0 = time.time()
+        scorer = _build_scorer(m, device, weights.get(m), options.get(m, {}))
+        result = _score(m, scorer, paths, pset.records, score_batch_size, progress)
+        manifest = {
+            "protocol": gen_protocol,
+            "prompt_set": pset.describe(),
+            "seeds": {"first": protocol.base_seed, "last": protocol.base_seed + len(pset) - 1, "rule": "base_seed + index"},
+            "scorer": {"name": m, "version": result.version, "weights": _weights_digest(scorer.paths),
+                       "options": {k: str(v) for k, v in options.get(m, {}).items()}},
+            "libraries": libs,
+        }
+        entry = result.to_dict(per_item=False)
+        entry.update(manifest=manifest, manifest_hash=manifest_hash(manifest), seconds=round(time.time() - t0, 3))
+        results[m] = entry
+        where = {r.id: str(p.relative_to(cache_root)) if p.is_relative_to(cache_root) else str(p)
+                 for r, p in zip(pset.records, paths)}
+        per_item[m] = [{"id": it.id, "value": it.value, "image": where.get(it.id), "details": it.details}
+                       for it in result.per_item]
+        if progress:
+            print(f"{m}: {result.value:.6g} over {result.n_items} images ({result.n_skipped} skipped) [{result.version}]",
+                  file=sys.stderr)
+        del scorer
+
+    tags = checkpoint.get("tags") or {}
+    source = checkpoint["source"]
+    run_name = run or tags.get("run") or (Path(source).name if source != "<in memory>" else "unnamed")
+    v_name, family, params, gmacs = _variant_stats(variant_spec)
+    record = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "run": run_name, "variant": variant or tags.get("variant") or v_name, "family": family,
+        "step": step if step is not None else tags.get("step"),
+        "train_flops": train_flops if train_flops is not None else tags.get("train_flops"),
+        "params": params, "gmacs": gmacs,
+        "checkpoint": checkpoint,
+        "manifest": {"protocol": gen_protocol, "prompt_sets": {s.name: s.describe() for s in distinct.values()},
+                     "scorers": {m: results[m]["manifest"]["scorer"] for m in results}, "libraries": libs},
+        "metrics": results,
+        "per_item": per_item,
+        "generation": {"device": device, "batch_size": batch_size or 8, "processes": dist.world,
+                       "image_dir": str(cache_root), "seconds": round(gen_seconds, 3)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - t_start, 3),
+    }
+    record["manifest_hash"] = manifest_hash(record["manifest"])
+    _write_json_atomic(out_dir / RESULTS_FILE, record)
+    if store:
+        _store_rows(record, names, db)
+    dist.barrier()
+    return record
+
+
+def _build_scorer(name: str, device: str, weights: dict | None, options: dict):
+    from t2ibench.metrics import scorer_class
+
+    return scorer_class(name)(device=device, weights=weights, **options)
+
+
+def _eval_mode(model):
+    """Put the backbone in eval mode for sampling; returns how to restore the caller's mode."""
+    net = getattr(model, "backbone", None) or getattr(getattr(model, "pipe", None), "unet", None)
+    if net is None or not net.training:
+        return lambda: None
+    net.eval()
+    return lambda: net.train()
+
+
+def _store_rows(record: dict, names: list[str], db) -> None:
+    from t2ibench.store import ResultRow, ResultsStore
+
+    rows = []
+    for m in names:
+        r = record["metrics"][m]
+        rows.append(ResultRow(run=record["run"], metric=m, version=r["version"], value=float(r["value"]),
+                              n_items=int(r["n_items"]), variant=record["variant"], family=record["family"],
+                              step=record["step"], train_flops=record["train_flops"], params=record["params"],
+                              gmacs=record["gmacs"], categories=r.get("categories") or {},
+                              ckpt_hash=record["checkpoint"]["hash"], manifest_hash=r["manifest_hash"],
+                              manifest=r["manifest"]))
+    ResultsStore(db).add(rows)

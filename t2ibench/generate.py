@@ -1,0 +1,353 @@
+"""Image generation under the study's protocol: DDIM, 50 steps, CFG 7.5, 256x256, image i seeded base_seed + i.
+
+    model = load_checkpoint("runs/x/checkpoint-1000")          # t2ibench checkpoint, diffusers dir or hub id
+    paths = generate(model, load_prompt_set("tifa-v1"), Protocol(), cache_dir=Path("out/images"))
+
+Reproducibility rules (all tested):
+* Image i's initial noise (and, for eta > 0, its per-step DDIM noise) comes from its own CPU
+  `torch.Generator` seeded `base_seed + i` (i = index in the full prompt set, so `--limit` keeps seeds).
+* Batches are aligned on absolute indices: batch k always holds images kB .. kB+B-1, and processes take
+  whole batches (k % world_size == rank). A matrix kernel's rounding can depend on how many rows it is
+  given, so fixing every batch's composition makes the images bit-identical for any number of
+  processes and across interrupted/resumed runs. Different batch sizes agree up to that float rounding
+  (documented tolerance, measured in the tests: a few uint8 levels on a small share of pixels).
+* Conditional and unconditional passes are one forward of 2B samples, ordered [uncond, cond] as in
+  diffusers; the unconditional prompt is "" (the trainer's caption dropout uses "" too).
+
+Image cache: `<cache_dir>/<ckpt_hash[:16]>/<settings_key>/<set>-<set_sha[:12]>/<prompt id>.s<seed>.png`,
+`settings_key` hashing sampler, steps, cfg, resolution, eta, EMA choice and unconditional prompt.
+Each PNG is written to a temporary name, fsynced and renamed, so a killed run leaves no file that
+looks complete but is not; a rerun skips every batch whose images all exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import UserError
+
+UNCOND_PROMPT = ""
+SAMPLERS = ("ddim",)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Generation settings; every field is recorded in each result's manifest."""
+
+    sampler: str = "ddim"
+    steps: int = 50
+    cfg: float = 7.5
+    resolution: int = 256
+    base_seed: int = 0
+    eta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if int(self.steps) < 1:
+            raise UserError(f"steps must be at least 1, got {self.steps}")
+        if int(self.resolution) < 8 or int(self.resolution) % 8:
+            raise UserError(f"resolution must be a positive multiple of 8, got {self.resolution}")
+        if not 0.0 <= float(self.eta) <= 1.0:
+            raise UserError(f"eta must be in [0, 1], got {self.eta}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def settings_key(protocol: Protocol, model: "Sampleable") -> str:
+    """What, besides checkpoint, prompt and seed, decides an image's pixels."""
+    d = {k: v for k, v in protocol.to_dict().items() if k != "base_seed"}
+    d.update(ema=model.ema, uncond=UNCOND_PROMPT, kind=model.kind)
+    return _sha256_json(d)[:12]
+
+
+# -- models ---------------------------------------------------------------------------------------
+class Sampleable:
+    """The few things the sampler needs, over a t2ibench model or a diffusers pipeline."""
+
+    kind: str = ""
+    ema: bool = False
+    ckpt_hash: str = ""
+    source: str = ""
+    tags: dict[str, Any] = {}
+    variant: dict[str, Any] | None = None
+
+    def scheduler(self):
+        raise NotImplementedError
+
+    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def encode_text(self, prompts: list[str]):
+        raise NotImplementedError
+
+    def predict_noise(self, x, t, context):
+        raise NotImplementedError
+
+    def decode(self, x):
+        """Backbone space -> pixels in [-1, 1] (not yet clamped)."""
+        raise NotImplementedError
+
+    @property
+    def device(self):
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "hash": self.ckpt_hash, "ema": self.ema}
+
+
+class T2IModelSampler(Sampleable):
+    kind = "t2ibench"
+
+    def __init__(self, model, *, ema: bool = False, source: str = "<in memory>", ckpt_hash: str | None = None):
+        from t2ibench.checkpoints import state_hash
+
+        self.model = model
+        self.ema = ema
+        self.backbone = model.ema_backbone if ema and model.ema_backbone is not None else model.backbone
+        if ema and model.ema_backbone is None and source == "<in memory>":
+            raise UserError("the model has no EMA weights; evaluate without --ema")
+        self.source = source
+        self.ckpt_hash = ckpt_hash or state_hash(self.backbone, model.text_encoder, model.vae)
+        self.tags = dict(model.info.tags)
+        self.variant = model.info.variant
+
+    @property
+    def device(self):
+        return next(self.backbone.parameters()).device
+
+    def scheduler(self):
+        return self.model.schedule.ddim()
+
+    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
+        cfg = self.backbone.config
+        factor = 1 if self.model.vae is None else 2 ** (len(self.model.vae.config.block_out_channels) - 1)
+        if resolution % factor:
+            raise UserError(f"resolution {resolution} is not a multiple of the VAE's factor {factor}")
+        return (cfg.in_channels, resolution // factor, resolution // factor)
+
+    def encode_text(self, prompts: list[str]):
+        return self.model.text_encoder.encode(prompts, device=self.device)
+
+    def predict_noise(self, x, t, context):
+        return self.model.predict_noise(x, t, context, backbone=self.backbone)
+
+    def decode(self, x):
+        if self.model.vae is None:
+            return x
+        return self.model.vae.decode(x / self.model.vae_scaling).sample
+
+
+class PipelineSampler(Sampleable):
+    """A diffusers text-to-image pipeline with a UNet, one CLIP-style text encoder and tokenizer and a
+    VAE (Stable Diffusion 1.x/2.x class), sampled by the same loop with DDIM built from its own
+    scheduler config (its beta schedule and prediction type)."""
+
+    kind = "diffusers"
+
+    def __init__(self, pipe, *, source: str, ckpt_hash: str):
+        missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if getattr(pipe, c, None) is None]
+        if missing or getattr(pipe, "text_encoder_2", None) is not None:
+            what = f"lacks {', '.join(missing)}" if missing else "has a second text encoder"
+            raise UserError(f"{source}: {type(pipe).__name__} {what}; t2ibench samples pipelines with one UNet, "
+                            "one text encoder and a VAE (Stable Diffusion 1.x/2.x class)")
+        self.pipe = pipe
+        self.source = source
+        self.ckpt_hash = ckpt_hash
+        self.tags = {}
+        cross = pipe.unet.config.cross_attention_dim
+        width = pipe.text_encoder.config.hidden_size
+        if cross != width:
+            raise UserError(f"{source}: UNet expects {cross}-d text tokens but the text encoder gives {width}")
+        if pipe.unet.config.in_channels != pipe.vae.config.latent_channels:
+            raise UserError(f"{source}: UNet takes {pipe.unet.config.in_channels} channels but the VAE gives "
+                            f"{pipe.vae.config.latent_channels}")
+
+    @property
+    def device(self):
+        return next(self.pipe.unet.parameters()).device
+
+    def scheduler(self):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(self.pipe.scheduler.config)
+
+    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
+        factor = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+        if resolution % factor:
+            raise UserError(f"resolution {resolution} is not a multiple of the VAE's factor {factor}")
+        return (self.pipe.unet.config.in_channels, resolution // factor, resolution // factor)
+
+    def encode_text(self, prompts: list[str]):
+        tok = self.pipe.tokenizer(prompts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
+                                  truncation=True, return_tensors="pt")
+        return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
+
+    def predict_noise(self, x, t, context):
+        return self.pipe.unet(x, t, encoder_hidden_states=context).sample
+
+    def decode(self, x):
+        vae = self.pipe.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return vae.decode(x / vae.config.scaling_factor + shift).sample
+
+
+def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu") -> Sampleable:
+    if isinstance(model_or_ckpt, Sampleable):
+        return model_or_ckpt
+    from t2ibench.model import TextToImageModel
+
+    if isinstance(model_or_ckpt, TextToImageModel):
+        return T2IModelSampler(model_or_ckpt, ema=ema)
+    from t2ibench.checkpoints import load_checkpoint
+
+    return load_checkpoint(model_or_ckpt, ema=ema, device=device)
+
+
+# -- the sampling loop ---------------------------------------------------------------------------
+def initial_noise(shape: tuple[int, int, int], seeds: Sequence[int]):
+    """One CPU generator per image: the noise does not depend on batch, process or device."""
+    import torch
+
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    return torch.stack([torch.randn(shape, generator=g) for g in gens]), gens
+
+
+def sample_batch(model: Sampleable, prompts: list[str], seeds: Sequence[int], protocol: Protocol):
+    """uint8 HxWx3 numpy images for `prompts`, image j from seed `seeds[j]`."""
+    import torch
+
+    device = model.device
+    shape = model.noise_shape(protocol.resolution)
+    with torch.no_grad():
+        noise, gens = initial_noise(shape, seeds)
+        scheduler = model.scheduler()
+        scheduler.set_timesteps(protocol.steps, device=device)
+        x = noise.to(device) * scheduler.init_noise_sigma
+        cond = model.encode_text(list(prompts))
+        uncond = model.encode_text([UNCOND_PROMPT] * len(prompts))
+        context = torch.cat([uncond, cond])
+        for t in scheduler.timesteps:
+            xin = scheduler.scale_model_input(torch.cat([x, x]), t)
+            eps = model.predict_noise(xin, t.expand(xin.shape[0]), context)
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + protocol.cfg * (eps_cond - eps_uncond)
+            variance_noise = None
+            if protocol.eta > 0:  # per-image DDIM noise, from each image's own generator
+                variance_noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+            x = scheduler.step(eps, t, x, eta=protocol.eta, variance_noise=variance_noise).prev_sample
+        pixels = model.decode(x)
+    # diffusers' VaeImageProcessor: [-1, 1] -> [0, 1] -> round(255 x)
+    images = (pixels / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy()
+    return (images * 255).round().astype("uint8")
+
+
+# -- the cache -------------------------------------------------------------------------------------
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(prompt_id: str) -> str:
+    clean = _SAFE.sub("_", prompt_id)[:80]
+    if clean != prompt_id:  # keep distinct ids distinct after cleaning
+        clean += "-" + hashlib.sha256(prompt_id.encode()).hexdigest()[:8]
+    return clean
+
+
+@dataclass
+class ImageCache:
+    root: Path  # .../<ckpt>/<settings>/<set>-<sha>
+
+    def path(self, prompt_id: str, seed: int) -> Path:
+        return self.root / f"{safe_name(prompt_id)}.s{seed}.png"
+
+    def write(self, path: Path, pixels) -> None:
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                Image.fromarray(pixels).save(fh, format="PNG")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def image_cache(cache_dir: Path, model: Sampleable, prompt_set, protocol: Protocol) -> ImageCache:
+    return ImageCache(Path(cache_dir) / model.ckpt_hash[:16] / settings_key(protocol, model)
+                      / f"{safe_name(prompt_set.name)}-{prompt_set.sha256[:12]}")
+
+
+def plan(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """Aligned batches of indices 0..n-1 that this process owns."""
+    batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    return [b for k, b in enumerate(batches) if k % world == rank]
+
+
+def generate(model: Sampleable, prompt_set, protocol: Protocol, cache_dir: Path, *, batch_size: int = 8,
+             rank: int = 0, world: int = 1, progress: bool = True,
+             on_batch: Callable[[int], None] | None = None) -> list[Path]:
+    """Make every missing image of `prompt_set` (this process's share); returns the paths of all images
+    of the set in order (those of other processes' share may still be being written)."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    cache = image_cache(cache_dir, model, prompt_set, protocol)
+    records = prompt_set.records
+    seeds = [protocol.base_seed + i for i in range(len(records))]
+    paths = [cache.path(r.id, s) for r, s in zip(records, seeds)]
+    todo = [b for b in plan(len(records), batch_size, rank, world) if not all(paths[i].is_file() for i in b)]
+    n_todo = sum(len(b) for b in todo)
+    bar = _progress(progress and n_todo > 0, f"generating {prompt_set.name}", n_todo)
+    with bar:
+        for batch in todo:
+            images = sample_batch(model, [records[i].text for i in batch], [seeds[i] for i in batch], protocol)
+            for i, pixels in zip(batch, images):
+                if not paths[i].is_file():  # a resumed batch keeps the files it already wrote
+                    cache.write(paths[i], pixels)
+            bar.advance(len(batch))
+            if on_batch:
+                on_batch(len(batch))
+    return paths
+
+
+class _progress:
+    """A rich progress bar with counts, rate and ETA; silent when disabled or off a terminal."""
+
+    def __init__(self, enabled: bool, label: str, total: int):
+        self.enabled, self.label, self.total = enabled, label, total
+        self._p = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            self._p.__enter__()
+            self._task = self._p.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._p is not None:
+            self._p.advance(self._task, n)
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.__exit__(*exc)
+        return False

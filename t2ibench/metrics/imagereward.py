@@ -1,0 +1,74 @@
+"""ImageReward (Xu et al., 2023) through the image-reward package, batched.
+
+The model is the library's own `ImageReward.ImageReward` (BLIP ViT-L/16 + BERT with cross-attention
++ MLP head) built from `ImageReward.pt` and `med_config.json`, with the tokenizer read from a local
+bert-base-uncased `vocab.txt` (see t2ibench/compat/imagereward.py). The library's `score` handles one
+image at a time; `score_batch` runs the same modules, in the same order, on a whole batch: the
+library's preprocessing, 35-token max-length padding, visual encoder, text encoder with
+cross-attention, CLS feature, MLP, and its (r - mean) / std normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from t2ibench.metrics.base import ImageLike, ItemScore, PromptRecord, Scorer
+from t2ibench.weights import WeightFile
+
+MAX_TOKENS = 35  # the library's tokenizer call: padding="max_length", truncation=True, max_length=35
+
+
+class ImageRewardScore(Scorer):
+    name: ClassVar[str] = "imagereward"
+    default_batch_size: ClassVar[int] = 32
+
+    @classmethod
+    def weight_files(cls, **_: Any) -> list[WeightFile]:
+        return [
+            WeightFile("imagereward", "THUDM/ImageReward", "ImageReward.pt"),
+            WeightFile("med_config", "THUDM/ImageReward", "med_config.json"),
+            WeightFile("bert_vocab", "google-bert/bert-base-uncased", "vocab.txt"),
+        ]
+
+    def __init__(self, device: str = "cpu", weights=None, **options: Any):
+        super().__init__(device, weights, **options)
+        from t2ibench.compat.imagereward import build_imagereward
+
+        self.model = build_imagereward(self.paths["imagereward"], self.paths["med_config"], self.paths["bert_vocab"],
+                                       device=device)
+
+    @classmethod
+    def declared_version(cls, checkpoint: str = "ImageReward", vit: str = "large", **_: Any) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            lib = version("image-reward")
+        except PackageNotFoundError:
+            lib = "missing"
+        return f"{cls.name}/image-reward-{lib}:{checkpoint}/blip-vit-{vit}/bert-uncased-{MAX_TOKENS}tok"
+
+    @property
+    def version(self) -> str:
+        vit = self.model.vit_size
+        return self.declared_version(self.paths["imagereward"].stem,
+                                     vit.blip_name or f"w{vit.width}d{vit.depth}p{vit.patch_size}")
+
+    def rewards(self, images: Sequence[ImageLike], texts: Sequence[str]) -> list[float]:
+        import torch
+
+        m = self.model
+        text = m.blip.tokenizer(list(texts), padding="max_length", truncation=True, max_length=MAX_TOKENS,
+                                return_tensors="pt").to(self.device)
+        pixels = torch.stack([m.preprocess(im) for im in images]).to(self.device)
+        with torch.inference_mode():
+            image_embeds = m.blip.visual_encoder(pixels)
+            image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+            out = m.blip.text_encoder(text.input_ids, attention_mask=text.attention_mask,
+                                      encoder_hidden_states=image_embeds, encoder_attention_mask=image_atts,
+                                      return_dict=True)
+            rewards = (m.mlp(out.last_hidden_state[:, 0, :].float()) - m.mean) / m.std
+        return rewards[:, 0].tolist()
+
+    def score_batch(self, images: Sequence[ImageLike], prompts: Sequence[PromptRecord]) -> list[ItemScore]:
+        return [ItemScore(p.id, v) for p, v in zip(prompts, self.rewards(images, [p.text for p in prompts]))]

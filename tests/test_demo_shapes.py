@@ -1,0 +1,153 @@
+"""Shapes world (t2ibench.demo.shapes) and its TIFA-format questions (t2ibench.demo.questions)."""
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from t2ibench.demo.questions import questions_for_spec
+from t2ibench.demo.shapes import (
+    PALETTE, RELATIONS, Group, SceneSpec, ShapesWorld, canonical_key, caption, eval_specs,
+    training_scenes, write_eval_set, write_training_set,
+)
+from t2ibench.errors import UserError
+from t2ibench.metrics.tifa.questions import load_questions
+
+TIFA_CATEGORIES = {"object", "color", "counting", "shape", "spatial"}
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_training_set_is_deterministic_and_seed_dependent(tmp_path):
+    world = ShapesWorld()
+    a = write_training_set(tmp_path / "a", world, n=40, seed=3)
+    b = write_training_set(tmp_path / "b", world, n=40, seed=3)
+    c = write_training_set(tmp_path / "c", world, n=40, seed=4)
+    assert _tree_digest(a) == _tree_digest(b)
+    digest_c = _tree_digest(c)
+    assert digest_c.keys() == _tree_digest(a).keys()
+    assert digest_c != _tree_digest(a)
+    # image-folder format: <stem>.png + <stem>.txt caption, matching the scene graphs
+    scenes = [json.loads(line) for line in (a / "scenes.jsonl").read_text().splitlines()]
+    assert len(scenes) == 40 == len(list(a.glob("*.png"))) == len(list(a.glob("*.txt")))
+    for scene in scenes:
+        assert (a / f"{scene['stem']}.txt").read_text() == scene["caption"]
+
+
+def test_eval_set_is_deterministic(tmp_path):
+    world = ShapesWorld()
+    a = write_eval_set(tmp_path / "a", world, n_prompts=12, seed=0)
+    b = write_eval_set(tmp_path / "b", world, n_prompts=12, seed=0)
+    c = write_eval_set(tmp_path / "c", world, n_prompts=12, seed=1)
+    for key in ("questions", "text_inputs"):
+        assert a[key].read_bytes() == b[key].read_bytes()
+        assert a[key].read_bytes() != c[key].read_bytes()
+    assert _tree_digest(a["reference"]) == _tree_digest(b["reference"])
+    inputs = json.loads(a["text_inputs"].read_text())
+    assert len(inputs) == 12 and len({x["caption"] for x in inputs}) == 12
+
+
+def test_render_matches_scene_graph():
+    world = ShapesWorld(resolution=64, grid=3, max_objects=4, jitter=1)
+    rng = random.Random(0)
+    for _ in range(50):
+        scene = world.sample_scene(rng, split=None)
+        pixels = np.asarray(world.render(scene))
+        painted = pixels.any(axis=-1).sum()
+        for obj in scene.objects:
+            x0, y0, x1, y1 = world.object_box(obj)
+            # the box's lower-middle pixel is inside every shape (the triangle's base is at the bottom)
+            assert tuple(pixels[(y0 + 2 * y1) // 3, (x0 + x1) // 2]) == PALETTE[obj.color]
+            assert 0 <= x0 and x1 < 64 and 0 <= y0 and y1 < 64
+        assert painted > 0
+        if scene.spec.relation:  # the captioned relation holds between objects 0 and 1 of the layout
+            a, b = scene.objects[:2]
+            assert {"to the left of": a.col < b.col, "to the right of": a.col > b.col,
+                    "above": a.row < b.row, "below": a.row > b.row}[scene.spec.relation]
+        cells = [(o.row, o.col) for o in scene.objects]
+        assert len(set(cells)) == len(cells)  # one object per grid cell: no overlaps
+
+
+def test_heldout_prompts_never_occur_in_training():
+    world = ShapesWorld(max_objects=4)
+    train = training_scenes(world, 3000, seed=0)
+    evals = eval_specs(world, 200, seed=0)
+    assert len(evals) == 200
+    train_captions = {s.caption for s in train}
+    train_keys = {canonical_key(s.spec) for s in train}
+    assert not train_captions & {caption(s) for s in evals}
+    assert not train_keys & {canonical_key(s) for s in evals}
+    # the mirrored phrasing of a held-out relation is held out too
+    for spec in evals:
+        if spec.relation:
+            mirrored = SceneSpec("relation", spec.groups[::-1], RELATIONS[spec.relation])
+            assert caption(mirrored) not in train_captions and world.is_heldout(mirrored)
+    # singles are the vocabulary: all of them train
+    assert {s.spec.kind for s in train} == {"single", "count", "relation", "pair", "count_pair"}
+    assert all(s.kind != "single" for s in evals)
+
+
+def test_question_file_matches_tifa_schema(tmp_path):
+    world = ShapesWorld(max_objects=4)
+    paths = write_eval_set(tmp_path, world, n_prompts=60, seed=0, reference_images=False)
+    qset = load_questions(paths["questions"])  # the TIFA scorer's own validator
+    ids = {x["id"] for x in json.loads(paths["text_inputs"].read_text())}
+    assert set(qset.by_caption) == ids and qset.duplicate_questions() == 0
+    entries = json.loads(paths["questions"].read_text())
+    assert {q["element_type"] for q in entries} == TIFA_CATEGORIES
+    for q in entries:
+        assert q["answer"] in q["choices"] and len(set(q["choices"])) == len(q["choices"])
+        if q["element_type"] == "counting" and q["question"].startswith("how many"):
+            assert q["choices"] == ["1", "2", "3", "4"]  # TIFA quirk: never "0"
+    yes_no = [q["answer"] for q in entries if q["choices"] == ["yes", "no"]]
+    assert 0.2 < yes_no.count("no") / len(yes_no) < 0.5  # negatives exist; "always yes" cannot ace it
+
+
+def test_questions_for_a_relation_caption_by_hand():
+    world = ShapesWorld()
+    spec = SceneSpec("relation", (Group("red", "circle"), Group("blue", "square")), "to the left of")
+    questions = questions_for_spec(spec, "c0", world)
+    assert {q["caption"] for q in questions} == {"a red circle to the left of a blue square"}
+    got = {(q["element_type"], q["question"], q["answer"]) for q in questions}
+    expected = {
+        ("object", "is there a circle?", "yes"), ("object", "is there a square?", "yes"),
+        ("object", "is there a triangle?", "no"),
+        ("color", "is the circle red?", "yes"), ("color", "what color is the circle?", "red"),
+        ("color", "is the square blue?", "yes"), ("color", "what color is the square?", "blue"),
+        ("shape", "what shape is the red object?", "circle"),
+        ("shape", "what shape is the blue object?", "square"),
+        ("spatial", "is the red circle to the left of the blue square?", "yes"),
+        ("spatial", "is the blue square to the right of the red circle?", "yes"),
+        ("spatial", "is the red circle to the right of the blue square?", "no"),
+    }
+    assert expected <= got
+    (negative,) = got - expected  # plus exactly one wrong-colour question
+    assert negative[0] == "color" and negative[1].startswith("is the circle ") and negative[2] == "no"
+    assert negative[1] != "is the circle red?"
+
+
+def test_counting_questions_by_hand():
+    world = ShapesWorld(max_objects=4)
+    spec = SceneSpec("count_pair", (Group("green", "triangle", 3), Group("green", "square", 1)))
+    assert caption(spec) == "three green triangles and a green square"
+    by_question = {q["question"]: q for q in questions_for_spec(spec, "c1", world)}
+    count = by_question["how many triangles are there?"]
+    assert count["answer"] == "3" and count["element"] == "three" and count["element_type"] == "counting"
+    assert by_question["are there three green triangles?"]["answer"] == "yes"
+    assert by_question["is there a circle?"]["answer"] == "no"
+    # one colour shared by both groups: "what shape is the green object?" would be ambiguous
+    assert not any(q.startswith("what shape") for q in by_question)
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_objects=5), dict(grid=1, max_objects=2),
+                                    dict(colors=("red", "teal")), dict(resolution=16, grid=3),
+                                    dict(jitter=5)])
+def test_bad_world_settings_are_user_errors(kwargs):
+    with pytest.raises(UserError):
+        ShapesWorld(**kwargs)

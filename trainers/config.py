@@ -1,0 +1,315 @@
+"""The run config of a reference training run: typed dataclasses whose defaults ARE the paper's recipe.
+
+    config = RunConfig(variant="sdxl_td4_8")                      # the study's recipe
+    config = apply_overrides(config, ["model.channels=32", "optim.lr=1e-4", "train.mixed_precision=no"])
+
+Every field can be overridden as `key=value` (dotted keys, checked against the field's type; an unknown
+key or a value of the wrong type is a UserError). Fields marked `recipe=False` (paths, logging,
+micro-batch size, ...) may differ between a run and its resumption; every other field is part of the
+recipe hash stored in each checkpoint, and `--resume` refuses a directory whose hash differs.
+
+The paper does not state a caption-dropout rate for classifier-free guidance; we use 0.1 (SD2's
+fine-tuning value and diffusers' common choice) and record it in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from t2ibench.errors import UserError
+
+
+def _run_only(default: Any = dataclasses.MISSING, **kw) -> Any:
+    """A field that is not part of the recipe (may change on resume)."""
+    if default is dataclasses.MISSING:
+        return field(metadata={"recipe": False}, **kw)
+    return field(default=default, metadata={"recipe": False}, **kw)
+
+
+@dataclass
+class ModelConfig:
+    # Width/depth of the registered topology (None = the variant's own). UNet: channels,
+    # transformer_depth (one entry per level). PixArt: hidden, depth.
+    channels: int | None = None
+    transformer_depth: tuple[int, ...] | None = None
+    hidden: int | None = None
+    depth: int | None = None
+    heads: int | None = None  # PixArt heads (scaled-down PixArt needs fewer than 16)
+    head_dim: int | None = None  # UNet per-head width
+    norm_groups: int | None = None  # UNet GroupNorm groups (scaled-down UNets need fewer than 32)
+    # Frozen text encoder: "openclip-h" (the study's), "tiny" (random, for CPU runs), or a path to an
+    # open_clip ViT-H-14 checkpoint file.
+    text_encoder: str = "openclip-h"
+    tiny_text_width: int = 64
+    tiny_text_layers: int = 2
+    tiny_text_tokens: int = 77
+    # Frozen VAE: "sdxl-vae" (the study's), "none" (pixel space), "tiny" (random AutoencoderKL, x8),
+    # or a path to a diffusers AutoencoderKL directory.
+    vae: str = "sdxl-vae"
+    weights_dir: str | None = _run_only(None)  # explicit location of the frozen weights
+
+
+@dataclass
+class DataConfig:
+    path: str | None = _run_only(None)  # folder, *.tar shards, *.parquet, or a glob
+    kind: str = _run_only("auto")  # auto | folder | webdataset | parquet
+    # Smallest usable shorter side (None = the training resolution; smaller images are skipped).
+    min_side: int | None = None
+    # Synthetic-caption mixing (paper Sec. 5): alt-text with this probability, else one of the top-k
+    # ranked synthetic captions uniformly at random. top_k=1 is the "always best caption" ablation.
+    alt_text_prob: float = 0.5
+    synthetic_top_k: int = 5
+    num_workers: int = _run_only(2)
+    # Precompute VAE latents (mean/std) and text embeddings of every caption candidate once.
+    cache: bool = _run_only(False)
+    cache_dir: str | None = _run_only(None)  # default <out>/cache
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 8e-5
+    warmup_steps: int = 10_000  # linear warmup, then constant
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global L2 norm; 0 disables
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _run_only(600_000)  # optimizer steps to reach (the paper: up to 600K)
+    global_batch: int = 2048
+    micro_batch: int = _run_only(32)  # per device; accumulation = global / (micro x processes)
+    mixed_precision: str = "bf16"  # bf16 (autocast, fp32 master weights) | fp16 | no
+    distributed: str = _run_only("ddp")  # ddp | fsdp
+    gradient_checkpointing: bool = _run_only(False)
+    caption_dropout: float = 0.1  # for classifier-free guidance (paper: unstated; see module doc)
+    ema: bool = False
+    ema_decay: float = 0.9999
+    deterministic: bool = _run_only(False)  # torch deterministic algorithms (bitwise resume on CPU)
+    cpu: bool = _run_only(False)  # force CPU even when a GPU is present
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = _run_only(5000)  # steps; the final step is always saved
+    keep: int = _run_only(3)  # most recent checkpoints kept (0 = all)
+    embed_frozen: bool = _run_only(False)  # copy the frozen text encoder/VAE into each checkpoint
+    # (the study's are stored as references resolved through t2ibench.weights; tiny ones are always copied)
+
+
+@dataclass
+class EvalConfig:
+    every: int = _run_only(0)  # steps; 0 disables in-training evaluation
+    metrics: str = _run_only("tifa")
+    prompts: str | None = _run_only(None)  # prompt set name (None: each metric's default)
+    limit: int | None = _run_only(64)  # prompts per evaluation
+    db: str | None = _run_only(None)  # results store (None: $T2IBENCH_DB or ./results)
+    steps: int = _run_only(50)  # DDIM steps (protocol: 50)
+    cfg: float = _run_only(7.5)
+    seed: int = _run_only(0)
+
+
+@dataclass
+class LogConfig:
+    every: int = _run_only(10)  # steps between logged scalars
+    tensorboard: bool = _run_only(True)
+    wandb: bool = _run_only(False)
+    progress: bool = _run_only(True)
+    peak_tflops: float = _run_only(989.0)  # per device, for MFU (H100 SXM dense BF16)
+
+
+@dataclass
+class RunConfig:
+    variant: str = "sdxl"
+    resolution: int = 256
+    seed: int = 0
+    run: str | None = _run_only(None)  # run name (None: the output directory's name)
+    out: str | None = _run_only(None)  # output directory (None: runs/<variant>)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def out_dir(self) -> str:
+        return self.out or f"runs/{self.run or self.variant}"
+
+    @property
+    def run_name(self) -> str:
+        from pathlib import Path
+
+        return self.run or Path(self.out_dir).name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields that define what is trained (everything not marked recipe=False)."""
+        return _recipe_of(self)
+
+    def recipe_hash(self) -> str:
+        text = json.dumps(self.recipe(), sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return _from_dict(cls, data, "")
+
+
+def _recipe_of(obj) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("recipe", True):
+            continue
+        value = getattr(obj, f.name)
+        out[f.name] = _recipe_of(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def _from_dict(cls, data: dict[str, Any], prefix: str):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _from_dict(hint, value or {}, f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(value, hint, f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+# -- key=value overrides ------------------------------------------------------------------------
+
+def all_keys(cls=RunConfig, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += all_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) -> RunConfig:
+    """A copy of `config` with `key=value` overrides applied; bad keys/values raise UserError."""
+    config = RunConfig.from_dict(config.to_dict())
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for key, raw in items:
+        parts = key.split(".")
+        target = config
+        for part in parts[:-1]:
+            sub = getattr(target, part, None)
+            if not dataclasses.is_dataclass(sub):
+                raise _unknown(key)
+            target = sub
+        names = {f.name for f in dataclasses.fields(target)}
+        if parts[-1] not in names or dataclasses.is_dataclass(getattr(target, parts[-1])):
+            raise _unknown(key)
+        hint = typing.get_type_hints(type(target))[parts[-1]]
+        setattr(target, parts[-1], _coerce(raw, hint, key))
+    return config
+
+
+def _split(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"override {item!r} is not key=value (e.g. optim.lr=1e-4)")
+    return key.strip(), value.strip()
+
+
+def _unknown(key: str) -> UserError:
+    import difflib
+
+    close = difflib.get_close_matches(key, all_keys(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `t2ibench train --help` for the keys"
+    return UserError(f"unknown config key {key!r}{hint}")
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint, key: str):
+    """`value` (a string from the command line, or a JSON value) as the type `hint`."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _coerce(value, rest[0], key)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").strip("()[]").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{key} expects a comma-separated list like 0,1,1, got {value!r}")
+        return tuple(_coerce(v, item, key) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise UserError(f"{key} expects true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise UserError(f"{key} expects an integer, got {value!r}")
+        try:
+            as_float = float(value)  # accept 1e4 / 10000.0 when they are whole numbers
+            if as_float != int(as_float):
+                raise ValueError
+            return int(as_float) if not isinstance(value, int) else value
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"{key} expects an integer, got {value!r}") from None
+    if hint is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key} expects a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{key} expects a string, got {value!r}")
+        return value
+    raise UserError(f"{key}: cannot parse a value of type {_type_name(hint)}")
+
+
+def validate(config: RunConfig) -> None:
+    """Checks that need more than one field; raised before anything is built."""
+    choices = {"train.mixed_precision": ("bf16", "fp16", "no"), "train.distributed": ("ddp", "fsdp"),
+               "data.kind": ("auto", "folder", "webdataset", "parquet")}
+    for key, allowed in choices.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    positive = {"resolution": config.resolution, "train.global_batch": config.train.global_batch,
+                "train.micro_batch": config.train.micro_batch, "data.synthetic_top_k": config.data.synthetic_top_k}
+    for key, value in positive.items():
+        if value < 1:
+            raise UserError(f"{key} must be >= 1, got {value}")
+    for key, value in {"data.alt_text_prob": config.data.alt_text_prob,
+                       "train.caption_dropout": config.train.caption_dropout,
+                       "train.ema_decay": config.train.ema_decay}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{key} must be between 0 and 1, got {value}")
+    if config.optim.lr <= 0 or config.optim.warmup_steps < 0:
+        raise UserError("optim.lr must be > 0 and optim.warmup_steps >= 0")

@@ -1,0 +1,342 @@
+"""The reference training loop: one function, top to bottom, over accelerate.
+
+    from trainers.config import RunConfig, apply_overrides
+    from trainers.loop import train
+    result = train(apply_overrides(RunConfig(variant="sdxl"), ["data.path=shapes/", ...]))
+
+DDP by default, FSDP with `train.distributed=fsdp`; launch several processes with `accelerate launch`
+(or torchrun). The loss of a step is the mean over the GLOBAL batch (B = train.global_batch): each
+micro-batch's per-sample losses are summed and scaled by processes / B, so the gradient (after DDP/FSDP
+averaging) does not depend on how the batch is split across processes and accumulation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from t2ibench.errors import UserError
+from trainers import checkpoint as ckpt_io
+from trainers.components import build_model
+from trainers.config import RunConfig, validate
+from trainers.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
+from trainers.ema import EMA
+from trainers.flops import account_for
+
+
+class TrainingDiverged(UserError):
+    """The loss or gradient became NaN/inf; training stopped with the last good state saved."""
+
+
+@dataclass
+class TrainResult:
+    run: str
+    out_dir: Path
+    checkpoint: Path | None  # newest checkpoint directory
+    step: int
+    samples_seen: int
+    train_flops: float
+    train_flops_paper: float
+    wall_s: float
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the step)
+    skipped: dict[str, int] = field(default_factory=dict)
+    samples_per_s: float = 0.0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The TextToImageModel directory of the newest checkpoint (what `t2ibench eval --ckpt` takes)."""
+        return None if self.checkpoint is None else self.checkpoint / "model"
+
+
+def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
+    validate(config)
+    if not config.data.path:
+        raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
+    out = Path(config.out_dir)
+    if config.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    accelerator = _accelerator(config, out)
+    world, device = accelerator.num_processes, accelerator.device
+
+    # -- where this run starts: fresh, or the newest complete checkpoint in --out -------------------
+    previous = ckpt_io.latest_checkpoint(out)
+    if previous is not None and not resume:
+        raise UserError(f"{out} already holds a checkpoint ({previous.name}); pass --resume to continue it "
+                        "or choose another --out")
+    if previous is not None:
+        ckpt_io.check_compatible(previous, config)
+
+    # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
+    model = build_model(config)
+    backbone = model.backbone
+    backbone.train()
+    if config.train.gradient_checkpointing:
+        backbone.enable_gradient_checkpointing()
+    frozen_dtype = torch.bfloat16 if config.train.mixed_precision == "bf16" and device.type == "cuda" else torch.float32
+    model.text_encoder.to(device, frozen_dtype)
+    if model.vae is not None:
+        model.vae.to(device, frozen_dtype)
+    spec_dict = model.info.variant
+    from t2ibench.variants import VariantSpec
+
+    account = account_for(VariantSpec.from_dict(spec_dict))
+
+    # -- data ----------------------------------------------------------------------------------------
+    cfg = backbone.config
+    rules = SampleRules(
+        resolution=config.resolution, min_side=config.data.min_side or config.resolution,
+        alt_text_prob=config.data.alt_text_prob, top_k=config.data.synthetic_top_k,
+        caption_dropout=config.train.caption_dropout, noise_shape=(cfg.in_channels, cfg.sample_size, cfg.sample_size),
+        num_timesteps=model.schedule.num_train_timesteps, vae_noise=model.vae is not None, seed=config.seed)
+    index = index_dataset(config.data.path, config.data.kind)
+    check_usable(index, rules)
+    cache = None
+    if config.data.cache:
+        from trainers.cache import EmbeddingCache
+
+        cache = EmbeddingCache.build(Path(config.data.cache_dir or out / "cache"), index, rules, model, accelerator)
+    data = TrainingData(index, rules, cache)
+
+    # -- optimizer (AdamW, fp32 master weights), LR warmup then constant, EMA -----------------------
+    optimizer = torch.optim.AdamW(backbone.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
+                                  weight_decay=config.optim.weight_decay, eps=config.optim.eps)
+    backbone, optimizer = accelerator.prepare(backbone, optimizer)
+    warmup = config.optim.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    ema = EMA(params, config.train.ema_decay) if config.train.ema else None
+
+    state = ckpt_io.TrainState(recipe_hash=config.recipe_hash(), variant=config.variant, processes=world)
+    if previous is not None:
+        state = ckpt_io.load_checkpoint(previous, accelerator, backbone=backbone, optimizer=optimizer,
+                                        scheduler=scheduler, ema=ema)
+        state.processes = world
+        accelerator.print(f"resuming {previous} at step {state.step} ({state.samples_seen} samples seen)")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=list))
+
+    batches = StepBatches(state.step, config.train.global_batch, config.train.micro_batch, world, accelerator.process_index)
+    loader = iter(make_loader(data, batches, config.data.num_workers))
+    noise_schedule = model.schedule.ddpm()
+    global_batch = config.train.global_batch
+
+    def micro_step(batch: dict[str, Any]) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns the sum of its per-sample losses."""
+        if batch["size"] == 0:  # every sample skipped: a zero-weight pass keeps DDP/FSDP collectives in step
+            x = torch.zeros((1, *rules.noise_shape), device=device)
+            context = model.encode_text([""]) if cache is None else cache.empty_context(1, device)
+            pred = model.predict_noise(x, torch.zeros(1, dtype=torch.long, device=device), context, backbone=backbone)
+            accelerator.backward(pred.float().sum() * 0.0)
+            return torch.zeros((), device=device)
+        with torch.no_grad():
+            x0, context = _inputs(batch, model, device, frozen_dtype)
+            noise = batch["noise"].to(device)
+            timesteps = batch["timesteps"].to(device)
+            noisy = noise_schedule.add_noise(x0, noise, timesteps)
+        pred = model.predict_noise(noisy, timesteps, context, backbone=backbone)
+        per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+        accelerator.backward(per_sample.sum() * (world / global_batch))
+        return per_sample.detach().sum()
+
+    progress = _Progress(config, state.step, enabled=accelerator.is_main_process and config.log.progress)
+    result = TrainResult(config.run_name, out, previous, state.step, state.samples_seen, state.train_flops,
+                         state.train_flops_paper, state.wall_s, skipped=dict(state.skipped))
+    session_start, window_start, window_samples = time.monotonic(), time.monotonic(), 0
+    wall_at_start = state.wall_s
+    last_saved = state.step if previous is not None else None
+    try:
+        while state.step < config.train.steps:
+            # -- one optimizer step: accumulate over micro-batches, sync gradients on the last -------
+            loss_sum, used, skipped = torch.zeros((), device=device), 0, Counter()
+            for micro in range(batches.accumulation):
+                batch = next(loader)
+                skipped.update(batch["skipped"])
+                sync = micro == batches.accumulation - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(backbone):
+                    loss_sum += micro_step(batch)
+                used += batch["size"]
+            totals = accelerator.reduce(torch.stack([
+                loss_sum.float(), torch.tensor(float(used), device=device),
+                *[torch.tensor(float(skipped[r]), device=device) for r in ("corrupt", "undersized", "no_caption")]]),
+                reduction="sum")
+            mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
+            grad_norm = accelerator.clip_grad_norm_(params, config.optim.grad_clip or float("inf"))
+            grad_norm = float(grad_norm)
+            if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                raise _diverged(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state,
+                                last_saved, mean_loss, grad_norm, wall_at_start + time.monotonic() - session_start)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update()
+
+            # -- bookkeeping: samples, FLOPs, skips, wall-clock --------------------------------------
+            state.step += 1
+            state.samples_seen += global_batch
+            state.train_flops += account.flops_per_sample * global_batch
+            state.train_flops_paper += account.paper_flops_per_sample * global_batch
+            state.wall_s = wall_at_start + time.monotonic() - session_start
+            for reason, n in zip(("corrupt", "undersized", "no_caption"), totals[2:].tolist()):
+                if n:
+                    state.skipped[reason] = state.skipped.get(reason, 0) + int(n)
+            result.losses.append((state.step, mean_loss))
+            window_samples += global_batch
+
+            if state.step % config.log.every == 0 or state.step == config.train.steps:
+                rates = account.achieved(window_samples, time.monotonic() - window_start, world, config.log.peak_tflops)
+                scalars = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                           "train_flops": state.train_flops, "train_flops_paper": state.train_flops_paper,
+                           "samples_seen": state.samples_seen, "skipped": sum(state.skipped.values()), **rates}
+                accelerator.log(scalars, step=state.step)
+                result.samples_per_s = rates["samples_per_s"]
+                window_start, window_samples = time.monotonic(), 0
+            progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s)
+
+            if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
+                result.checkpoint = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
+                last_saved = state.step
+            if config.eval.every and state.step % config.eval.every == 0:
+                result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, account))
+    finally:
+        progress.close()
+        accelerator.end_training()
+        del loader
+
+    result.step, result.samples_seen = state.step, state.samples_seen
+    result.train_flops, result.train_flops_paper = state.train_flops, state.train_flops_paper
+    result.wall_s, result.skipped = state.wall_s, dict(state.skipped)
+    if result.checkpoint is None:
+        result.checkpoint = ckpt_io.latest_checkpoint(out)
+    return result
+
+
+# -- helpers the loop reads as single lines ---------------------------------------------------------
+
+def _inputs(batch, model, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean backbone input x0, text context) of a micro-batch, from the cache or the frozen parts."""
+    if "context" in batch:
+        context = batch["context"].to(device)
+    else:
+        context = model.encode_text(batch["captions"])
+    if "latent_mean" in batch:  # cached posterior: sample it with this position's VAE noise
+        mean, std = batch["latent_mean"].to(device), batch["latent_std"].to(device)
+        return (mean + std * batch["vae_noise"].to(device)) * model.vae_scaling, context
+    pixels = batch["pixels"].to(device)
+    if model.vae is None:
+        return pixels, context
+    # The VAE posterior is sampled with noise drawn from the sample's position (exact resume, any W).
+    posterior = model.vae.encode(pixels.to(dtype)).latent_dist
+    latents = posterior.mean + posterior.std * batch["vae_noise"].to(device, posterior.mean.dtype)
+    return latents.float() * model.vae_scaling, context
+
+
+def _accelerator(config: RunConfig, out: Path):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    with contextlib.suppress(Exception):  # let one process run several trainings (tests, demo)
+        AcceleratorState._reset_state()
+    log_with = []
+    if config.log.tensorboard:
+        log_with.append("tensorboard")
+    if config.log.wandb:
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise UserError("log.wandb=true but wandb is not installed (pip install wandb)")
+        log_with.append("wandb")
+    kwargs: dict[str, Any] = {}
+    if config.train.distributed == "fsdp":
+        from accelerate import FullyShardedDataParallelPlugin
+
+        # Shard every transformer and resnet block (the paper: FSDP for large models).
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
+            transformer_cls_names_to_wrap=["BasicTransformerBlock", "ResnetBlock2D"], state_dict_type="FULL_STATE_DICT")
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu,
+                              log_with=log_with or None, project_dir=str(out), **kwargs)
+    if log_with:
+        accelerator.init_trackers(config.run_name, config=_flat_hparams(config.to_dict()))
+    return accelerator
+
+
+def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_hparams(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state) -> Path:
+    model.info.tags.update(run=config.run_name, variant=config.variant, step=state.step,
+                           samples_seen=state.samples_seen, train_flops=state.train_flops,
+                           train_flops_paper=state.train_flops_paper, recipe_hash=state.recipe_hash,
+                           caption_dropout=config.train.caption_dropout)
+    return ckpt_io.save_checkpoint(accelerator, out, model=model, backbone=backbone, optimizer=optimizer,
+                                   scheduler=scheduler, ema=ema, state=state, config_dict=config.to_dict(),
+                                   keep=config.checkpoint.keep, embed_frozen=config.checkpoint.embed_frozen)
+
+
+def _diverged(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state, last_saved,
+              loss, grad_norm, wall_s) -> TrainingDiverged:
+    """Save the state before the bad step (if its weights are finite), and say where it is."""
+    state.wall_s = wall_s
+    finite = torch.tensor(float(all(torch.isfinite(p).all() for p in backbone.parameters())), device=accelerator.device)
+    finite = accelerator.reduce(finite, reduction="sum").item() == accelerator.num_processes
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+    if finite and last_saved != state.step:
+        path = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
+        kept = f"saved the last good state (step {state.step}) to {path}"
+    else:
+        latest = ckpt_io.latest_checkpoint(out)
+        kept = f"last good checkpoint: {latest}" if latest else "no checkpoint had been saved yet"
+    return TrainingDiverged(f"training diverged: {what} at step {state.step + 1}; the step was not applied; "
+                            f"{kept}; lower optim.lr or check the data, then rerun with --resume")
+
+
+def _evaluate(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
+    """Evaluate the current (non-EMA) weights through t2ibench.evaluate; results go to the store."""
+    from trainers.in_training_eval import evaluate_during_training
+
+    return evaluate_during_training(accelerator, config, model, backbone, state, account)
+
+
+class _Progress:
+    """A rich progress bar with loss, lr, samples/s and ETA (main process only)."""
+
+    def __init__(self, config: RunConfig, start: int, enabled: bool):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"[bold]{config.run_name}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        self.task = self.bar.add_task("train", total=config.train.steps, completed=start, stats="")
+        self.bar.start()
+
+    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
