@@ -151,3 +151,17 @@ def test_counting_questions_by_hand():
 def test_bad_world_settings_are_user_errors(kwargs):
     with pytest.raises(UserError):
         ShapesWorld(**kwargs)
+
+
+def test_training_set_resumes_and_refuses_other_settings(tmp_path):
+    world = ShapesWorld()
+    out = write_training_set(tmp_path / "d", world, n=12, seed=0)
+    first = _tree_digest(out)
+    (out / "train_000003.png").unlink()  # an interrupted run: the missing image is written again
+    write_training_set(out, world, n=12, seed=0)
+    assert _tree_digest(out) == first
+    write_training_set(out, world, n=5, seed=0)  # shrinking drops the extra pairs
+    assert len(list(out.glob("*.png"))) == 5 == len(list(out.glob("*.txt")))
+    assert all(_tree_digest(out)[k] == first[k] for k in _tree_digest(out) if k.startswith("train_"))
+    with pytest.raises(UserError, match="other world settings"):
+        write_training_set(out, world, n=5, seed=1)

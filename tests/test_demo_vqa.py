@@ -43,6 +43,7 @@ def test_registered_as_a_tifa_backend():
     assert cls is ShapesMeasureVQA and issubclass(cls, VQABackend) and cls.answers_are_choices
     assert ShapesMeasureVQA().version.startswith("shapes-measure-v1")
     assert ShapesMeasureVQA(colors=("red", "cyan")).version != ShapesMeasureVQA().version
+    assert ShapesMeasureVQA(colors="red, cyan").colors == ("red", "cyan")
 
 
 @pytest.mark.parametrize("world", [

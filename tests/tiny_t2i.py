@@ -104,10 +104,10 @@ def tiny_sd_pipeline_dir(directory: Path, seed: int = 0) -> Path:
 
 
 def write_question_file(path: Path, captions: dict[str, str]) -> Path:
-    """A TIFA-format question file: two yes/no questions per caption."""
+    """A TIFA-format question file in the demo's shapes-world templates: two questions per caption."""
     rows = []
     for cid, caption in captions.items():
-        for q, a in (("is there a shape?", "yes"), ("is the image empty?", "no")):
+        for q, a in (("is there a circle?", "yes"), ("is there a red square?", "no")):
             rows.append({"id": cid, "caption": caption, "question": q, "choices": ["yes", "no"], "answer": a,
                          "element_type": "object", "element": "shape"})
     path.write_text(json.dumps(rows))

@@ -107,6 +107,8 @@ class ShapesMeasureVQA(VQABackend):
                  min_area_frac: float = 0.01, max_color_dist: float | None = None,
                  margin_frac: float = 0.1, **options: Any):
         super().__init__(device=device, weights=weights, **options)
+        if isinstance(colors, str):  # from a command line: "red,green,blue"
+            colors = [c.strip() for c in colors.split(",") if c.strip()]
         unknown = [c for c in colors if c not in PALETTE]
         if unknown:
             raise UserError(f"shapes-measure: unknown colour(s) {unknown}; known: {', '.join(PALETTE)}")

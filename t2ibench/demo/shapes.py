@@ -19,6 +19,7 @@ always train.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -312,7 +313,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _png_bytes(image: Image.Image) -> bytes:
-    import io
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
@@ -325,6 +325,16 @@ def write_training_set(out_dir: str | Path, world: ShapesWorld, n: int, seed: in
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    settings = {"world": world.to_dict(), "seed": seed}
+    previous = out / "world.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        if {"world": old.get("world"), "seed": old.get("seed")} != json.loads(json.dumps(settings)):
+            raise UserError(f"{out} holds a shapes training set made with other world settings or seed; "
+                            "use another folder or delete it")
+        for stale in out.glob("train_*.*"):  # left from a larger earlier run (scenes are a prefix)
+            if stale.suffix in (".png", ".txt") and int(stale.stem.split("_")[1]) >= n:
+                stale.unlink()
     scenes = training_scenes(world, n, seed)
     lines = []
     for i, scene in enumerate(scenes):
@@ -335,8 +345,7 @@ def write_training_set(out_dir: str | Path, world: ShapesWorld, n: int, seed: in
             _atomic_write_bytes(txt, scene.caption.encode())
         lines.append(json.dumps({"stem": stem, **scene.scene_graph()}))
     _atomic_write_bytes(out / "scenes.jsonl", ("\n".join(lines) + "\n").encode())
-    _atomic_write_bytes(out / "world.json", json.dumps(
-        {"world": world.to_dict(), "seed": seed, "n": n}, indent=1).encode())
+    _atomic_write_bytes(previous, json.dumps({**settings, "n": n}, indent=1).encode())
     return out
 
 

@@ -1,0 +1,71 @@
+"""Forward-pass time of `sdxl_td4_4` against the paper's `sdxl` UNet at 256x256, in one run.
+
+The paper claims TD4_4 needs 28% less inference compute than SDXL (143 vs 198 GMACs). This times one
+forward pass of each (latent 1x4x32x32, 77 OpenCLIP-H tokens of 1024, batch 1, random fp32 weights on
+the CPU, warm-up then several timed repetitions) and prints the measured time ratio next to the
+counted GMACs ratios. Needs about 10 GB of free memory (one model at a time).
+
+    python benchmarks/bench_variants.py [--reps 5] [--threads N] [--baseline sdxl --candidate sdxl_td4_4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+
+import torch
+
+from t2ibench.variants import compute_stats, get_variant
+
+
+def time_forward(name: str, reps: int, warmup: int) -> tuple[float, list[float]]:
+    spec = get_variant(name)
+    model = spec.build(device="cpu", seed=0).eval()
+    sample, timesteps, context = spec.dummy_inputs(batch=1)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + reps):
+            start = time.perf_counter()
+            spec.denoise(model, sample, timesteps, context)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    del model
+    gc.collect()
+    return statistics.median(times), times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="sdxl")
+    parser.add_argument("--candidate", default="sdxl_td4_4")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU, batch 1, latent 1x4x32x32, "
+          f"77x1024 context; {args.warmup} warm-up + {args.reps} timed forward passes each")
+
+    results = {}
+    for name in (args.baseline, args.candidate):
+        stats = compute_stats(get_variant(name))
+        median, times = time_forward(name, args.reps, args.warmup)
+        results[name] = (median, stats)
+        print(f"{name:12s} params {stats.params / 1e9:.3f}B  GMACs full {stats.gmacs:6.1f}  paper {stats.gmacs_paper:6.1f}"
+              f"  forward median {median * 1e3:8.1f} ms  (runs: {', '.join(f'{t * 1e3:.0f}' for t in times)})")
+
+    (t_base, s_base), (t_cand, s_cand) = results[args.baseline], results[args.candidate]
+    print(f"\n{args.candidate} / {args.baseline}:")
+    print(f"  measured forward time ratio  {t_cand / t_base:.3f}  ({100 * (1 - t_cand / t_base):.1f}% less time)")
+    print(f"  GMACs ratio, full count      {s_cand.gmacs / s_base.gmacs:.3f}  ({100 * (1 - s_cand.gmacs / s_base.gmacs):.1f}% less)")
+    print(f"  GMACs ratio, paper convention {s_cand.gmacs_paper / s_base.gmacs_paper:.3f}  "
+          f"({100 * (1 - s_cand.gmacs_paper / s_base.gmacs_paper):.1f}% less; paper claims 28% less)")
+    print(f"  params ratio                 {s_cand.params / s_base.params:.3f}  "
+          f"({100 * (1 - s_cand.params / s_base.params):.1f}% fewer; paper claims 45% fewer)")
+
+
+if __name__ == "__main__":
+    main()
