@@ -114,32 +114,44 @@ def describe_dir(path: Path) -> str:
     return ""
 
 
-def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
-    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
-    from t2ibench.generate import PipelineSampler, T2IModelSampler
-    from t2ibench.model import TextToImageModel
-
+def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
+    """Cheap validation of `--ckpt` (no weights read): returns its kind, or raises a UserError."""
     text = os.fspath(ckpt)
     path = Path(text).expanduser()
     if path.is_dir():
         kind = describe_dir(path)
+        if not kind:
+            inner = sorted(p.name for p in path.iterdir() if p.is_dir() and describe_dir(p))
+            hint = f"; it holds checkpoints {', '.join(inner[:5])}: pass one of them" if inner else ""
+            raise UserError(f"{path} is not a checkpoint (no t2ibench_model.json or model_index.json){hint}")
+        if ema and kind == "t2ibench" and not (path / "ema_backbone" / "config.json").is_file():
+            raise UserError(f"{path} has no EMA weights (train with ema=true, or evaluate without --ema)")
+        if ema and kind == "diffusers":
+            raise UserError(f"{path}: --ema applies to t2ibench checkpoints; a diffusers pipeline has one set of weights")
+        return kind
+    if path.exists():
+        raise UserError(f"{path} is not a checkpoint directory")
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return "hub"
+    raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
+
+
+def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
+    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
+    from t2ibench.generate import T2IModelSampler
+    from t2ibench.model import TextToImageModel
+
+    text = os.fspath(ckpt)
+    path = Path(text).expanduser()
+    kind = precheck(ckpt, ema)
+    if kind != "hub":
         if kind == "t2ibench":
             digest = t2ibench_hash(path, ema)
             model = TextToImageModel.load(path, ema=ema, device=device)
             sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
             return sampler
-        if kind == "diffusers":
-            if ema:
-                raise UserError(f"{path}: --ema applies to t2ibench checkpoints; a diffusers pipeline has one set of weights")
-            return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
-        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and describe_dir(p))
-        hint = f"; it holds checkpoints {', '.join(inner[:5])}: pass one of them" if inner else ""
-        raise UserError(f"{path} is not a checkpoint (no t2ibench_model.json or model_index.json){hint}")
-    if path.exists():
-        raise UserError(f"{path} is not a checkpoint directory")
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):  # looks like a hub id
-        return _load_hub_pipeline(text, device)
-    raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
+        return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
+    return _load_hub_pipeline(text, device)
 
 
 def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):

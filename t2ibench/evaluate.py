@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -87,7 +86,7 @@ def _distributed(accelerator, device: str) -> tuple[_Dist, str]:
         from accelerate import PartialState
 
         state = PartialState(cpu=device == "cpu")
-        return _Dist(state.process_index, state.num_processes, state), str(state.device)
+        return _Dist(state.process_index, state.num_processes, state), "cpu" if device == "cpu" else str(state.device)
     return _Dist(), device
 
 
@@ -226,6 +225,10 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     if stray:
         raise UserError(f"scorer options given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
     out_dir = Path(out_dir)
+    if isinstance(model_or_ckpt, (str, os.PathLike)):
+        from t2ibench.checkpoints import precheck
+
+        precheck(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
     sets = _prompt_sets(names, prompts, prompts_dir, limit, options)
     _check_weights(names, weights, options)
     gen_protocol = _generation_protocol(protocol, ema)
@@ -272,7 +275,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
             "prompt_set": pset.describe(),
             "seeds": {"first": protocol.base_seed, "last": protocol.base_seed + len(pset) - 1, "rule": "base_seed + index"},
             "scorer": {"name": m, "version": result.version, "weights": _weights_digest(scorer.paths),
-                       "options": {k: str(v) for k, v in options.get(m, {}).items()}},
+                       "options": _canonical_options(options.get(m, {}))},
             "libraries": libs,
         }
         entry = result.to_dict(per_item=False)
@@ -282,9 +285,6 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
                  for r, p in zip(pset.records, paths)}
         per_item[m] = [{"id": it.id, "value": it.value, "image": where.get(it.id), "details": it.details}
                        for it in result.per_item]
-        if progress:
-            print(f"{m}: {result.value:.6g} over {result.n_items} images ({result.n_skipped} skipped) [{result.version}]",
-                  file=sys.stderr)
         del scorer
 
     tags = checkpoint.get("tags") or {}
@@ -312,6 +312,21 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         _store_rows(record, names, db)
     dist.barrier()
     return record
+
+
+def _canonical_options(options: dict[str, Any]) -> dict[str, str]:
+    """Options as the manifest records them: a file by its sha256, not its path (same file, same manifest)."""
+    from t2ibench.checkpoints import file_sha256
+
+    out = {}
+    for k, v in sorted(options.items()):
+        if isinstance(v, (str, os.PathLike)) and Path(v).is_file():
+            out[k] = f"file-sha256:{file_sha256(Path(v))}"
+        elif isinstance(v, (list, dict)):
+            out[k] = "sha256:" + hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()
+        else:
+            out[k] = str(v)
+    return out
 
 
 def _build_scorer(name: str, device: str, weights: dict | None, options: dict):

@@ -45,6 +45,17 @@ class ScriptedExactChoices(ScriptedAnswers):
     answers_are_choices = True
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # The small mapping model gains nothing from threads; on a busy 2-core runner they contend badly.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def scripted(monkeypatch):
     monkeypatch.setitem(VQA_BACKENDS, "scripted-answers", ScriptedAnswers)
@@ -251,3 +262,22 @@ def test_registry_and_options(scripted, hand_file):
         TIFAScore(vqa="scripted-answers", questions=hand_file, mapper=MINILM, missing="drop")
     keys = [(wf.key, wf.repo_id) for wf in TIFAScore.weight_files()]
     assert keys == [("vqa", "Salesforce/blip-vqa-capfilt-large"), ("mapper", "sentence-transformers/all-mpnet-base-v2")]
+
+
+def test_official_question_file_is_recognised_by_git_blob(scripted, shared_data, monkeypatch):
+    from t2ibench.metrics.tifa import questions as questions_module
+
+    path = shared_data / "prompts" / "tifa" / "sample" / "sample_question_answers.json"
+    # The blob id git records for sample/sample_question_answers.json in Yushi-Hu/tifa@8e37050f's tree.
+    assert questions_module.git_blob_sha1(path.read_bytes()) == "9546ba1d3810f20936f74f6eff5f0b7e0644dcfc"
+    assert TIFAScore(vqa="scripted-exact", questions=path).version.startswith("questions-sha256:")
+    monkeypatch.setattr(questions_module, "TIFA_V1_QUESTIONS_GIT_BLOB", "9546ba1d3810f20936f74f6eff5f0b7e0644dcfc")
+    assert TIFAScore(vqa="scripted-exact", questions=path).version == "tifa-v1.0/vqa=scripted/map=none"
+
+
+def test_versions_record_the_hub_commit_of_a_snapshot(tmp_path):
+    from t2ibench.metrics.tifa.vqa import snapshot_tag
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert snapshot_tag(tmp_path / "models--x--y" / "snapshots" / commit) == commit[:12]
+    assert snapshot_tag(tmp_path / "my-blip") == "local"

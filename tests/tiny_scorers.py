@@ -148,18 +148,18 @@ def bert_vocab_file() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
 
 
-def tiny_med_config(layers: int = 1) -> dict:
+def tiny_med_config(layers: int = 1, intermediate_size: int = 128) -> dict:
     # BLIP's med_config.json with fewer layers and a narrow feed-forward. The hidden size stays 768:
     # ImageReward's MLP head is hard-coded to 768 inputs.
     return {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-            "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 128,
+            "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": intermediate_size,
             "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert",
             "num_attention_heads": 12, "num_hidden_layers": layers, "pad_token_id": 0, "type_vocab_size": 2,
             "vocab_size": 30524, "encoder_width": 768, "add_cross_attention": True}
 
 
 def build_tiny_imagereward(folder: Path, seed: int = 0, vit_width: int = 128, vit_depth: int = 2,
-                           vit_patch: int = 32, text_layers: int = 1) -> Path:
+                           vit_patch: int = 32, text_layers: int = 1, intermediate_size: int = 128) -> Path:
     """`folder` with ImageReward.pt (state_dict of `ImageReward.ImageReward`), med_config.json and vocab.txt.
 
     The model is the library's class built with a small ViT (BLIP's VisionTransformer, 64-wide heads)
@@ -172,7 +172,7 @@ def build_tiny_imagereward(folder: Path, seed: int = 0, vit_width: int = 128, vi
     from t2ibench.compat.imagereward import VitSize, _blip_factories, import_imagereward, local_bert_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "med_config.json").write_text(json.dumps(tiny_med_config(text_layers), indent=1))
+    (folder / "med_config.json").write_text(json.dumps(tiny_med_config(text_layers, intermediate_size), indent=1))
     shutil.copyfile(bert_vocab_file(), folder / "vocab.txt")
     module = import_imagereward()
     vit = VitSize(width=vit_width, depth=vit_depth, patch_size=vit_patch, image_size=224)

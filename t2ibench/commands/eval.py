@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, metavar="DIR", help="folder of images named by prompt id or index")
-    # `--ckpt PATH` joins this group with the generation path (eval_ckpt).
+    source.add_argument("--ckpt", metavar="PATH",
+                        help="generate under the protocol, then score: t2ibench checkpoint, diffusers pipeline dir or hub id")
     p.add_argument("--prompts", metavar="FILE_OR_NAME", help="prompt-set name or prompt file")
     p.add_argument("--metrics", required=True, help="comma-separated, e.g. clip,fid,imagereward,hpsv2")
     p.add_argument("--out", type=Path, metavar="DIR", help="where results.json goes (default results/eval/<images dir>)")
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", action="append", default=[], metavar="METRIC.KEY=PATH")
     p.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    add_ckpt_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -50,9 +52,57 @@ def run(args: argparse.Namespace) -> int:
     return eval_images(args)
 
 
+def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of the --ckpt path: the protocol (shared with `t2ibench generate`), tags and the store."""
+    from t2ibench.commands.generate import add_generation_arguments
+
+    add_generation_arguments(p, ckpt_required=False)
+    t = p.add_argument_group("--ckpt: result tags (read from a t2ibench trainer checkpoint when not given)")
+    t.add_argument("--run", help="run name (default: the trainer's run tag, else the checkpoint dir name)")
+    t.add_argument("--variant", help="variant name (default: the checkpoint's)")
+    t.add_argument("--step", type=int, help="training step")
+    t.add_argument("--train-flops", type=float, help="cumulative training FLOPs")
+    t.add_argument("--db", metavar="PATH", help="results store (default $T2IBENCH_DB, else results/t2ibench.sqlite)")
+    t.add_argument("--no-store", action="store_true", help="write results.json only, no row in the store")
+    t.add_argument("--tifa-questions", metavar="FILE", help="TIFA-format question file (brings its own prompts)")
+    t.add_argument("--tifa-vqa", metavar="NAME", help="TIFA VQA backend (e.g. blip-vqa-capfilt-large, shapes-measure)")
+
+
 def eval_ckpt(args: argparse.Namespace) -> int:
-    """Generate images for a checkpoint, then score them (the generation path; added separately)."""
-    raise UserError("eval --ckpt is not available in this build; generate images first and use --images DIR")
+    """Generate images for a checkpoint under the protocol (cached, resumable), then score them."""
+    from t2ibench.commands.generate import protocol_from_args
+    from t2ibench.evaluate import evaluate
+    from t2ibench.metrics import parse_metrics
+
+    metrics = parse_metrics(args.metrics)
+    weights = parse_assignments(args.weights, "weights", metrics)
+    options = {m: {k: _option_value(v) for k, v in kv.items()}
+               for m, kv in parse_assignments(args.option, "option", metrics).items()}
+    for flag, key in (("tifa_questions", "questions"), ("tifa_vqa", "vqa")):
+        if getattr(args, flag):
+            if "tifa" not in metrics:
+                raise UserError(f"--{flag.replace('_', '-')} needs tifa among --metrics")
+            options.setdefault("tifa", {})[key] = getattr(args, flag)
+    protocol = protocol_from_args(args, args.ckpt)
+    out_dir = args.out or Path("results") / "eval" / Path(args.ckpt.rstrip("/")).name
+    result = evaluate(args.ckpt, metrics, prompts=args.prompts, prompts_dir=args.prompts_dir, protocol=protocol,
+                      out_dir=out_dir, limit=args.limit, db=args.db, run=args.run, variant=args.variant,
+                      step=args.step, train_flops=args.train_flops, scorer_options=options,
+                      device=resolve_device(args.device), batch_size=args.gen_batch_size, ema=args.ema,
+                      weights=weights, image_dir=args.image_cache, score_batch_size=args.batch_size,
+                      store=not args.no_store, progress=args.format != "json")
+    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
+               for m, r in result["metrics"].items() if m in metrics}
+    path = Path(out_dir) / RESULTS_FILE
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: the main process reports
+        return 0
+    if args.format == "json":
+        print(json.dumps({"results": str(path), "manifest_hash": result["manifest_hash"], "metrics": summary}, indent=1))
+    else:
+        for m, s in summary.items():
+            print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
+        print(f"wrote {path}")
+    return 0
 
 
 # -- helpers shared by both paths -------------------------------------------------------------------

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.name:
         return _show_one(get_variant(args.name), args.format)
+    _warn_if_counting(list(VARIANTS.values()))
     rows = [_row(spec) for spec in VARIANTS.values()]
     if args.format == "json":
         import json
@@ -54,6 +55,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(rows)
     return 0
+
+
+def _warn_if_counting(specs) -> None:
+    import sys
+
+    from t2ibench.variants.compute import PROTOCOL_CONTEXT_TOKENS, _cache_path, is_cached
+
+    todo = [s for s in specs if not is_cached(s, PROTOCOL_CONTEXT_TOKENS)]
+    if todo:
+        print(f"counting {len(todo)} variant(s) on the meta device (about 1-2 s each, once; cached in "
+              f"{_cache_path()})", file=sys.stderr)
 
 
 def _print_csv(rows: list[dict]) -> None:
@@ -93,6 +105,7 @@ def _console():
 
 
 def _show_one(spec, fmt: str) -> int:
+    _warn_if_counting([spec])
     row = _row(spec)
     detail = {**row, "spec": spec.to_dict(), "diffusers_class": spec.model_class().__name__,
               "diffusers_config": spec.diffusers_config()}

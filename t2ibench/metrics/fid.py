@@ -93,6 +93,9 @@ class FID(Scorer):
         self.coco_dir = Path(coco_dir) if coco_dir else None
         if self.real_images is not None and not self.real_images.is_dir():
             raise UserError(f"fid: real image folder {self.real_images} does not exist")
+        if self.real_images is None and self.coco_dir is None:
+            raise UserError("fid needs real images: --option fid.real_images=DIR, or fid.coco_dir=DIR "
+                            "(COCO val2014 images) with a prompt set that has coco_image_id")
         self.cache_dir = Path(cache_dir or os.environ.get("T2IBENCH_CACHE", "~/.cache/t2ibench")).expanduser() / "fid"
         path = self.paths["inception"]
         # torch-fidelity unpickles the file with weights_only=False; refuse anything that is not plain tensors.
@@ -147,8 +150,6 @@ class FID(Scorer):
 
         if self.real_images is not None:
             return list_images(self.real_images)
-        if self.coco_dir is None:
-            raise UserError("fid needs real images: pass real_images=DIR, or coco_dir=DIR with a COCO prompt set")
         if any(i is None for i in self._coco_ids):
             raise UserError("fid: the prompt set has no coco_image_id for every prompt; pass real_images=DIR instead")
         files, missing = [], []

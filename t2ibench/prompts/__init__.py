@@ -36,7 +36,7 @@ class PromptSet:
     name: str
     sha256: str
     records: list[PromptRecord]
-    source: str  # manifest name, or the user file's path
+    source: str  # manifest name, or the user file's name (its sha256 identifies it, not where it lies)
     files: dict[str, str] = field(default_factory=dict)  # file key -> sha256
     total: int = 0  # records before --limit
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the COCO draw
@@ -88,7 +88,7 @@ def load_prompt_set(name_or_path: str | os.PathLike[str], local_dir: str | os.Pa
             raise UserError(f"prompt file {path} does not exist")
         records = formats.user_file(path)
         digest = sources.content_sha256(path.read_bytes())
-        pset = PromptSet(name=path.stem, sha256=digest, records=records, source=str(path.resolve()),
+        pset = PromptSet(name=path.stem, sha256=digest, records=records, source=path.name,
                          files={path.name: digest}, total=len(records))
     else:
         manifest = read_manifest(text)
@@ -131,7 +131,7 @@ def prompts_from_tifa_questions(path: str | os.PathLike[str], limit: int | None 
         raise UserError(f"TIFA question file not found: {path}")
     records = formats.tifa_question_prompts(path)
     digest = sources.content_sha256(path.read_bytes())
-    pset = PromptSet(name=f"tifa-questions:{path.stem}", sha256=digest, records=records, source=str(path.resolve()),
+    pset = PromptSet(name=f"tifa-questions:{path.stem}", sha256=digest, records=records, source=path.name,
                      files={path.name: digest}, total=len(records))
     if limit is not None:
         pset.records = pset.records[:limit]

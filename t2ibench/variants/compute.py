@@ -214,6 +214,13 @@ def compute_stats(spec: VariantSpec, context_tokens: int | None = None, use_disk
     return _compute_stats_cached(spec, use_disk_cache)
 
 
+def is_cached(spec: VariantSpec, context_tokens: int | None = None) -> bool:
+    """Whether compute_stats would answer without counting (memory or disk cache)."""
+    if context_tokens is not None and context_tokens != spec.context_tokens:
+        spec = spec.scaled(context_tokens=context_tokens)
+    return spec in _MEMORY or _cache_key(spec) in _read_cache()
+
+
 def protocol_stats(spec: VariantSpec) -> ComputeStats:
     """The count of the paper's Tables 1-2 and of `t2ibench variants`: 77 text tokens for every row."""
     return compute_stats(spec, context_tokens=PROTOCOL_CONTEXT_TOKENS)

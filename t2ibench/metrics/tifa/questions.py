@@ -33,6 +33,15 @@ class TifaQuestion:
     caption: str = ""
 
 
+# `git hash-object` of tifa_v1.0/tifa_v1.0_question_answers.json at Yushi-Hu/tifa@8e37050f (the pinned
+# commit's tree): a file with this blob id is the official TIFA v1.0 question file.
+TIFA_V1_QUESTIONS_GIT_BLOB = "6a563f9c157e5b2a24b9f4936edd3934a8a70add"
+
+
+def git_blob_sha1(raw: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+
+
 @dataclass
 class QuestionSet:
     """Questions grouped by caption id, in file order (duplicates kept: the official code scores each)."""
@@ -40,6 +49,7 @@ class QuestionSet:
     source: str
     sha256: str
     by_caption: dict[str, list[TifaQuestion]] = field(default_factory=dict)
+    official_v1: bool = False  # byte-identical to the pinned TIFA v1.0 question file
 
     @property
     def n_questions(self) -> int:
@@ -114,14 +124,16 @@ def load_questions(path: str | Path) -> QuestionSet:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"TIFA question file {path}: not valid JSON ({exc})") from None
-    return parse_questions(data, str(path), hashlib.sha256(raw).hexdigest())
+    qset = parse_questions(data, str(path), hashlib.sha256(raw).hexdigest())
+    qset.official_v1 = git_blob_sha1(raw) == TIFA_V1_QUESTIONS_GIT_BLOB
+    return qset
 
 
-def default_questions_path() -> Path:
+def default_questions_path(prompts_dir: str | Path | None = None) -> Path:
     """The pinned TIFA v1.0 question file, through the prompt-set layer (fetched or local)."""
     try:
         from t2ibench.prompts import resolve_file
     except ImportError as exc:
         raise UserError("the TIFA v1.0 question file cannot be resolved (prompt-set layer unavailable: "
                         f"{exc}); pass one with --tifa-questions FILE") from None
-    return Path(resolve_file("tifa-v1", "questions"))
+    return Path(resolve_file("tifa-v1", "questions", prompts_dir))

@@ -28,8 +28,8 @@ from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptReco
 from t2ibench.metrics.tifa.questions import QuestionSet, default_questions_path, load_questions, parse_questions
 from t2ibench.metrics.tifa.scoring import (AnswerMapper, QuestionOutcome, needs_mapping, score_questions,
                                            summarize, unanswered)
-from t2ibench.metrics.tifa.vqa import VQABackend, vqa_backend_class
-from t2ibench.weights import WeightFile
+from t2ibench.metrics.tifa.vqa import VQABackend, snapshot_tag, vqa_backend_class
+from t2ibench.weights import WeightFile, resolve
 
 DEFAULT_VQA = "blip-vqa-capfilt-large"  # the TIFA repo's "blip-large", its best transformers-only option
 DEFAULT_MAPPER = "all-mpnet-base-v2"     # the official SBERT model
@@ -59,6 +59,11 @@ MAPPERS: dict[str, MapperSpec] = {
 }
 
 
+def _bundled_mapper(mapper: str) -> Path | None:
+    spec = MAPPERS.get(mapper)
+    return _bundled_model_dir(spec.package) if spec and spec.package else None
+
+
 def _bundled_model_dir(package: str) -> Path | None:
     import importlib
 
@@ -76,18 +81,18 @@ def _load_mapper(path: str, device: str) -> AnswerMapper:
     return AnswerMapper(path, device=device)
 
 
-def _question_set(questions: str | Path | QuestionSet | list | None) -> tuple[QuestionSet, str]:
-    """The questions and the tag the version records: 'tifa-v1.0' for the pinned official file."""
-    if isinstance(questions, QuestionSet):
-        return questions, f"questions-sha256:{questions.sha256[:16]}"
+def _question_set(questions: str | Path | QuestionSet | list | None,
+                  prompts_dir: str | Path | None = None) -> tuple[QuestionSet, str]:
+    """The questions and the tag the version records: 'tifa-v1.0' for the pinned official file
+    (whether found by the prompt-set layer or given as a path), else the file's sha256."""
     if isinstance(questions, list):
         raw = json.dumps(questions, sort_keys=True).encode()
         qset = parse_questions(questions, "<in-memory questions>", hashlib.sha256(raw).hexdigest())
-        return qset, f"questions-sha256:{qset.sha256[:16]}"
-    if questions is None:
-        return load_questions(default_questions_path()), "tifa-v1.0"
-    qset = load_questions(questions)
-    return qset, f"questions-sha256:{qset.sha256[:16]}"
+    elif isinstance(questions, QuestionSet):
+        qset = questions
+    else:
+        qset = load_questions(default_questions_path(prompts_dir) if questions is None else questions)
+    return qset, "tifa-v1.0" if qset.official_v1 else f"questions-sha256:{qset.sha256[:16]}"
 
 
 class TIFAScore(Scorer):
@@ -99,27 +104,28 @@ class TIFAScore(Scorer):
     def __init__(self, device: str = "cpu", weights: Mapping[str, Path | str] | None = None, *,
                  vqa: str = DEFAULT_VQA, questions: str | Path | QuestionSet | list | None = None,
                  mapper: str = DEFAULT_MAPPER, missing: str = "zero", vqa_batch_size: int | None = None,
-                 **vqa_options: Any):
+                 prompts_dir: str | Path | None = None, **vqa_options: Any):
         if missing not in MISSING_POLICIES:
             raise UserError(f"tifa: missing={missing!r}; choose one of {', '.join(MISSING_POLICIES)}")
         backend_cls = vqa_backend_class(vqa)
         if not backend_cls.answers_are_choices and mapper not in MAPPERS:
             raise UserError(f"tifa: unknown answer mapper {mapper!r}; known: {', '.join(MAPPERS)}")
-        self.questions, self.questions_tag = _question_set(questions)
+        self.questions, self.questions_tag = _question_set(questions, prompts_dir)
         weights = dict(weights or {})
-        spec = MAPPERS.get(mapper)
-        if not backend_cls.answers_are_choices and spec and spec.package and "mapper" not in weights:
-            bundled = _bundled_model_dir(spec.package)
-            if bundled is not None:
-                weights["mapper"] = bundled
+        bundled = None if backend_cls.answers_are_choices else _bundled_mapper(mapper)
+        explicit_mapper = weights.pop("mapper", None) if bundled else None
         super().__init__(device, weights, vqa=vqa, mapper=mapper)
+        if bundled:  # a pip package ships this mapper; an explicit path still wins
+            self.paths["mapper"] = (resolve(MAPPERS[mapper].weight, Path(explicit_mapper), metric=self.name)
+                                    if explicit_mapper else bundled)
         self.missing = missing
         if vqa_batch_size is not None:
             vqa_options["batch_size"] = vqa_batch_size
         backend_keys = [wf.key for wf in backend_cls.weight_files()]
         self.backend: VQABackend = backend_cls(
             device=device, weights=self.paths.get(backend_keys[0]) if backend_keys else None, **vqa_options)
-        self.mapper_name = "none" if backend_cls.answers_are_choices else mapper
+        self.mapper_name = ("none" if backend_cls.answers_are_choices
+                            else f"{mapper}@{snapshot_tag(self.paths['mapper'])}")
         self._mapper: AnswerMapper | None = None
         self._reset_run()
 
@@ -127,8 +133,9 @@ class TIFAScore(Scorer):
     def weight_files(cls, vqa: str = DEFAULT_VQA, mapper: str = DEFAULT_MAPPER, **_: Any) -> list[WeightFile]:
         backend_cls = vqa_backend_class(vqa)
         files = list(backend_cls.weight_files())
-        # The answer mapper is only needed when the backend may answer outside the choices.
-        if not backend_cls.answers_are_choices and mapper in MAPPERS:
+        # The answer mapper is only needed when the backend may answer outside the choices, and has
+        # nothing to fetch when an installed package ships it.
+        if not backend_cls.answers_are_choices and mapper in MAPPERS and _bundled_mapper(mapper) is None:
             files.append(MAPPERS[mapper].weight)
         return files
 

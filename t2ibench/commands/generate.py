@@ -1,0 +1,120 @@
+"""`t2ibench generate`: images for a prompt set from a checkpoint, under the evaluation protocol.
+
+    t2ibench generate --ckpt runs/a/checkpoint-1000 --prompts tifa-v1 --out images/a-1000 --limit 100
+    accelerate launch -m t2ibench generate --ckpt ... --prompts coco-10k --out ...   # shards across processes
+
+Images land in `<out>/<ckpt hash>/<settings>/<set>-<sha>/<prompt id>.s<seed>.png` (the image cache
+that `t2ibench eval --ckpt` uses too), plus `<out>/generation.json` listing every image with its
+prompt and seed, and the protocol. A rerun (e.g. after a kill) makes only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULTS = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "resolution": 256, "seed": 0, "eta": 0.0}
+
+
+def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = True) -> None:
+    """Checkpoint and protocol flags, shared by `generate` and `eval --ckpt`."""
+    if ckpt_required:
+        p.add_argument("--ckpt", required=True, metavar="PATH",
+                       help="t2ibench checkpoint dir, diffusers pipeline dir, or hub id (org/name)")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights of a t2ibench checkpoint (default: non-EMA, as in the paper)")
+    p.add_argument("--prompts-dir", metavar="DIR",
+                   help="local copies of the prompt sets (layout of shared/data/prompts); default $T2IBENCH_PROMPTS_DIR, else fetch")
+    g = p.add_argument_group("protocol (recorded in every result)")
+    g.add_argument("--sampler", default=DEFAULTS["sampler"], choices=("ddim",))
+    g.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
+    g.add_argument("--cfg", type=float, default=DEFAULTS["cfg"], help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--resolution", default=str(DEFAULTS["resolution"]),
+                   help="image side in pixels (default 256); 'native' = the checkpoint's training resolution")
+    g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
+    g.add_argument("--eta", type=float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
+    p.add_argument("--gen-batch-size", type=int, default=8, metavar="N", help="images per generation batch (default 8)")
+    p.add_argument("--image-cache", type=Path, metavar="DIR", help="where generated images are cached")
+
+
+def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
+    from t2ibench.errors import UserError
+    from t2ibench.generate import Protocol
+
+    res = str(args.resolution)
+    if res == "native":
+        resolution = native_resolution(ckpt)
+    else:
+        try:
+            resolution = int(res)
+        except ValueError:
+            raise UserError(f"--resolution must be a number of pixels or 'native', got {res!r}") from None
+    return Protocol(sampler=args.sampler, steps=args.steps, cfg=args.cfg, resolution=resolution,
+                    base_seed=args.seed, eta=args.eta)
+
+
+def native_resolution(ckpt: str | None) -> int:
+    import json
+
+    from t2ibench.errors import UserError
+    from t2ibench.model import MODEL_FILE
+
+    path = Path(ckpt or "") / MODEL_FILE
+    if not path.is_file():
+        raise UserError("--resolution native needs a t2ibench checkpoint; give a number of pixels")
+    return int(json.loads(path.read_text()).get("resolution", 256))
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="generate images for a prompt set under the evaluation protocol",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_arguments(p)
+    p.add_argument("--prompts", required=True, metavar="NAME_OR_FILE", help="prompt-set name or prompt file")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import time
+
+    from t2ibench.evaluate import _distributed, _write_json_atomic
+    from t2ibench.generate import as_sampleable, generate, settings_key
+    from t2ibench.prompts import load_prompt_set
+
+    protocol = protocol_from_args(args, args.ckpt)
+    pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
+    dist, device = _distributed(None, resolve_device(args.device))
+    model = as_sampleable(args.ckpt, ema=args.ema, device=device)
+    cache_root = args.image_cache or args.out
+    t0 = time.time()
+    paths = generate(model, pset, protocol, cache_root, batch_size=args.gen_batch_size, rank=dist.rank,
+                     world=dist.world, progress=dist.rank == 0)
+    dist.barrier()
+    if dist.rank != 0:
+        return 0
+    index = {
+        "checkpoint": model.describe(), "protocol": {**protocol.to_dict(), "ema": args.ema},
+        "settings_key": settings_key(protocol, model), "prompt_set": pset.describe(),
+        "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i,
+                    "path": os.path.relpath(p, args.out)} for i, (r, p) in enumerate(zip(pset.records, paths))],
+        "processes": dist.world, "seconds": round(time.time() - t0, 3),
+    }
+    _write_json_atomic(Path(args.out) / "generation.json", index)
+    if args.format == "json":
+        print(json.dumps({"images": len(paths), "index": str(Path(args.out) / "generation.json"),
+                          "image_dir": str(paths[0].parent) if paths else None}))
+    else:
+        print(f"{len(paths)} images in {paths[0].parent if paths else args.out}; index {Path(args.out) / 'generation.json'}")
+    return 0
