@@ -11,13 +11,10 @@ folder and the prompt set do not belong together.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from t2ibench.errors import UserError
 from t2ibench.metrics.base import PromptRecord
@@ -90,65 +87,8 @@ def match_images(folder: Path | str, prompts: Sequence[PromptRecord]) -> ImageMa
                       prompts_without_image=len(prompts) - len(pairs))
 
 
-# -- a minimal prompt-file reader (used when t2ibench.prompts is not available) --------------------
+def load_prompts(name_or_path: str, limit: int | None = None):
+    """A registered prompt set by name, or a prompt file (.txt/.csv/.tsv/.jsonl/.json): a `PromptSet`."""
+    from t2ibench.prompts import load_prompt_set
 
-_TEXT_KEYS = ("prompt", "text", "caption")
-_ID_KEYS = ("id", "prompt_id", "key")
-
-
-def _record(i: int, row: dict[str, Any]) -> PromptRecord:
-    text = next((row[k] for k in _TEXT_KEYS if row.get(k) not in (None, "")), None)
-    if text is None:
-        raise UserError(f"prompt record {i} has none of the fields {', '.join(_TEXT_KEYS)}")
-    pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
-    meta = {k: v for k, v in row.items() if k not in _TEXT_KEYS + _ID_KEYS + ("category",)}
-    if "image_id" in meta and "coco_image_id" not in meta:
-        meta["coco_image_id"] = meta["image_id"]
-    return PromptRecord(id=str(pid) if pid is not None else f"{i:05d}", text=str(text),
-                        category=row.get("category") or None, meta=meta)
-
-
-def read_prompt_file(path: Path | str, limit: int | None = None) -> list[PromptRecord]:
-    """Prompts from a .txt (one per line), .csv/.tsv (a prompt/text/caption column), .jsonl or .json file.
-
-    Records without an id get their 0-based index, zero-padded to 5 digits, as id.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"prompt file {path} not found")
-    suffix = path.suffix.lower()
-    rows: list[dict[str, Any]]
-    try:
-        if suffix == ".txt":
-            rows = [{"prompt": line.strip()} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif suffix in (".csv", ".tsv"):
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-        elif suffix == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            rows = data if isinstance(data, list) else [dict(v, id=k) if isinstance(v, dict) else {"id": k, "prompt": v}
-                                                        for k, v in data.items()]
-            rows = [r if isinstance(r, dict) else {"prompt": r} for r in rows]
-        else:
-            raise UserError(f"unsupported prompt file {path.name}: use .txt, .csv, .tsv, .jsonl or .json")
-    except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot parse prompt file {path}: {exc}") from None
-    records = [_record(i, row) for i, row in enumerate(rows)]
-    return records[:limit] if limit else records
-
-
-def load_prompts(name_or_path: str, limit: int | None = None) -> list[PromptRecord]:
-    """A named prompt set (via t2ibench.prompts when present) or a prompt file."""
-    if Path(name_or_path).is_file():
-        try:
-            from t2ibench.prompts import load_prompt_set
-        except ImportError:
-            return read_prompt_file(name_or_path, limit=limit)
-        return list(load_prompt_set(name_or_path, limit=limit))
-    try:
-        from t2ibench.prompts import load_prompt_set
-    except ImportError:
-        raise UserError(f"prompt file {name_or_path} not found (named prompt sets need t2ibench.prompts)") from None
-    return list(load_prompt_set(name_or_path, limit=limit))
+    return load_prompt_set(name_or_path, limit=limit)

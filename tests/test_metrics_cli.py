@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from t2ibench.cli import main
-from t2ibench.images import load_image, match_images, read_prompt_file
+from t2ibench.images import load_image, load_prompts, match_images
 from t2ibench.metrics import SCORERS, PromptRecord, scorer_class
 from tiny_scorers import build_tiny_clip, make_images
 
@@ -99,7 +99,7 @@ def test_images_match_by_prompt_id_or_index(tmp_path):
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text("\n".join(json.dumps({"id": f"coco_{i}", "prompt": t, "image_id": 100 + i})
                                for i, t in enumerate(PROMPTS)))
-    records = read_prompt_file(jsonl)
+    records = list(load_prompts(str(jsonl)))
     assert records[1].id == "coco_1" and records[1].meta["coco_image_id"] == 101
     make_images(tmp_path / "by_id", 2, names=["coco_2", "coco_0"])
     m = match_images(tmp_path / "by_id", records)

@@ -45,7 +45,18 @@ def library_fid(a, b, weights):
                                             save_cpu_ram=True, cache=False)["frechet_inception_distance"]
 
 
+def library_features(folder, weights):
+    """torch-fidelity's own folder pipeline (ImagesPathDataset -> extractor), features in file order."""
+    from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
+
+    extractor = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False,
+                                         feature_extractor_weights_path=str(weights), verbose=False)
+    return extract_featuresdict_from_input_id(1, extractor, input1=str(folder), cuda=False, batch_size=2,
+                                              save_cpu_ram=True, verbose=False)["2048"]
+
+
 def test_fid_equals_torch_fidelity_and_caches_the_real_side(fid_setup):
+    # Each FID evaluates eigenvalues of a 2048x2048 product (~18 CPU s): two here, none elsewhere.
     root, weights, fake, real = fid_setup
     expected = library_fid(fake, real, weights)
     scorer = fid_scorer(weights, root, real_images=real, resize="torch-fidelity")
@@ -56,33 +67,34 @@ def test_fid_equals_torch_fidelity_and_caches_the_real_side(fid_setup):
     assert result.version.endswith("/torch-fidelity")
     cached = list((root / "cache" / "fid").glob("real-*.npz"))
     assert len(cached) == 1
-    # The second pass reads the real side from the cache (same key) and gives the same number.
-    scorer.extractor_calls = 0
+    # A second request for the same real images reads the cache: nothing is encoded again.
+    calls = []
     original = scorer.features
-
-    def counting(images, batch_size=None):
-        scorer.extractor_calls += len(images)
-        return original(images, batch_size)
-
-    scorer.features = counting
-    again = score_folder(scorer, fake)
-    assert again.value == pytest.approx(result.value, rel=1e-9)
-    assert scorer.extractor_calls == N  # only the generated images were encoded
+    scorer.features = lambda images, batch_size=None: calls.append(len(images)) or original(images, batch_size)
+    stats, n_real, skipped = scorer.real_statistics()
+    assert calls == [] and n_real == N and skipped == 0 and stats["sigma"].shape == (2048, 2048)
 
 
 def test_pil_bicubic_protocol_equals_torch_fidelity_on_pre_resized_images(fid_setup, tmp_path):
+    import torch
+
     root, weights, fake, real = fid_setup
-    for src in (fake, real):
-        for p in list_images(src):
-            (tmp_path / src.name).mkdir(exist_ok=True)
-            Image.open(p).convert("RGB").resize((299, 299), Image.BICUBIC).save(tmp_path / src.name / p.name)
-    expected = library_fid(tmp_path / "fake", tmp_path / "real", weights)
-    result = score_folder(fid_scorer(weights, root, real_images=real, resize="pil-bicubic-299"), fake)
-    assert result.value == pytest.approx(expected, rel=1e-4)
-    assert "pil-bicubic-299" in result.version
+    for p in list_images(fake):
+        Image.open(p).convert("RGB").resize((299, 299), Image.BICUBIC).save(tmp_path / p.name)
+    expected = library_features(tmp_path, weights)
+    scorer = fid_scorer(weights, root, real_images=real, resize="pil-bicubic-299")
+    got = scorer.features([load_image(p) for p in list_images(fake)])
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert "pil-bicubic-299" in scorer.version
+    # torch-fidelity protocol on the originals equals the library on the originals, too.
+    same = fid_scorer(weights, root, real_images=real, resize="torch-fidelity")
+    assert torch.allclose(same.features([load_image(p) for p in list_images(fake)]), library_features(fake, weights),
+                          rtol=1e-4, atol=1e-5)
 
 
 def test_coco_ids_select_the_real_images_and_mixed_sizes_are_handled(fid_setup, tmp_path):
+    import torch
+
     root, weights, fake, real = fid_setup
     coco = tmp_path / "coco"
     ids = [139, 285]
@@ -90,12 +102,13 @@ def test_coco_ids_select_the_real_images_and_mixed_sizes_are_handled(fid_setup, 
     make_images(coco, 1, size=(50, 50), seed=4, names=["COCO_val2014_000000000999"], ext=".jpg")  # not asked for
     images = [load_image(p) for p in list_images(fake)] + [load_image(make_images(tmp_path / "odd", 1, (40, 70))[0])]
     prompts = [PromptRecord(str(i), "", meta={"coco_image_id": i}) for i in ids + [139]]
-    scorer = fid_scorer(weights, root, coco_dir=coco, resize="center-crop-32")
-    scorer._coco_ids = [p.meta["coco_image_id"] for p in prompts]
+    scorer = fid_scorer(weights, root, coco_dir=coco, resize="torch-fidelity")
+    scorer.update(images, prompts)  # 64x64 and 40x70 images in one batch: grouped by size
+    feats = torch.cat(scorer._features)
+    assert feats.shape == (3, 2048)
+    alone = scorer.features(images[2:])  # the odd-sized image's features do not depend on its batch
+    assert torch.allclose(feats[2:], alone, rtol=1e-4, atol=1e-5)
     assert [p.name for p in scorer.real_files()] == [f"COCO_val2014_{i:012d}.jpg" for i in ids]
-    scorer.reset()
-    result = scorer.score(images, prompts, batch_size=8)  # 64x64 and 40x70 generated images in one run
-    assert result.extra["n_real"] == 2 and result.n_items == 3 and result.value > 0
     missing = fid_scorer(weights, root, coco_dir=coco)
     missing._coco_ids = [12345]
     with pytest.raises(UserError, match="COCO images not found"):

@@ -61,6 +61,9 @@ class TrainResult:
 
 def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
     validate(config)
+    from t2ibench.variants import VariantSpec, get_variant
+
+    get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
     out = Path(config.out_dir)
@@ -88,10 +91,7 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
     model.text_encoder.to(device, frozen_dtype)
     if model.vae is not None:
         model.vae.to(device, frozen_dtype)
-    spec_dict = model.info.variant
-    from t2ibench.variants import VariantSpec
-
-    account = account_for(VariantSpec.from_dict(spec_dict))
+    account = account_for(VariantSpec.from_dict(model.info.variant))
 
     # -- data ----------------------------------------------------------------------------------------
     cfg = backbone.config
@@ -156,7 +156,6 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
                          state.train_flops_paper, state.wall_s, skipped=dict(state.skipped))
     session_start, window_start, window_samples = time.monotonic(), time.monotonic(), 0
     wall_at_start = state.wall_s
-    last_saved = state.step if previous is not None else None
     try:
         while state.step < config.train.steps:
             # -- one optimizer step: accumulate over micro-batches, sync gradients on the last -------
@@ -177,8 +176,7 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
             grad_norm = float(grad_norm)
             if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
                 optimizer.zero_grad(set_to_none=True)
-                raise _diverged(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state,
-                                last_saved, mean_loss, grad_norm, wall_at_start + time.monotonic() - session_start)
+                raise _diverged(out, state, mean_loss, grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -209,7 +207,6 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
 
             if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
                 result.checkpoint = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
-                last_saved = state.step
             if config.eval.every and state.step % config.eval.every == 0:
                 result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, account))
     finally:
@@ -295,21 +292,13 @@ def _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, 
                                    keep=config.checkpoint.keep, embed_frozen=config.checkpoint.embed_frozen)
 
 
-def _diverged(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state, last_saved,
-              loss, grad_norm, wall_s) -> TrainingDiverged:
-    """Save the state before the bad step (if its weights are finite), and say where it is."""
-    state.wall_s = wall_s
-    finite = torch.tensor(float(all(torch.isfinite(p).all() for p in backbone.parameters())), device=accelerator.device)
-    finite = accelerator.reduce(finite, reduction="sum").item() == accelerator.num_processes
+def _diverged(out: Path, state, loss: float, grad_norm: float) -> TrainingDiverged:
+    """Nothing is saved: the newest periodic checkpoint stays as it was, and the message names it."""
     what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-    if finite and last_saved != state.step:
-        path = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
-        kept = f"saved the last good state (step {state.step}) to {path}"
-    else:
-        latest = ckpt_io.latest_checkpoint(out)
-        kept = f"last good checkpoint: {latest}" if latest else "no checkpoint had been saved yet"
-    return TrainingDiverged(f"training diverged: {what} at step {state.step + 1}; the step was not applied; "
-                            f"{kept}; lower optim.lr or check the data, then rerun with --resume")
+    latest = ckpt_io.latest_checkpoint(out)
+    kept = (f"last good checkpoint {latest} (step {ckpt_io.read_state(latest).step}) is intact" if latest
+            else "no checkpoint had been saved yet (lower checkpoint.every)")
+    return TrainingDiverged(f"training diverged: {what} at step {state.step + 1}, not applied; {kept}")
 
 
 def _evaluate(accelerator, config, model, backbone, state, account) -> dict[str, Any]:

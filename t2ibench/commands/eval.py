@@ -217,7 +217,7 @@ def eval_images(args: argparse.Namespace) -> int:
     options = {m: {k: _option_value(v) for k, v in kv.items()}
                for m, kv in parse_assignments(args.option, "option", metrics).items()}
     prompts = load_prompts(args.prompts, limit=args.limit)
-    match = match_images(args.images, prompts)
+    match = match_images(args.images, list(prompts))
     check_weights(metrics, weights, options)  # stop before any model is loaded
     out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
     device = resolve_device(args.device)
@@ -225,6 +225,7 @@ def eval_images(args: argparse.Namespace) -> int:
     results, unreadable = score_metrics(metrics, match.paths, match.prompts, device, args.batch_size, weights, options)
     record = {
         "source": {"images": str(Path(args.images).resolve()), "prompts": args.prompts, "matched_by": match.by},
+        "prompt_set": prompts.describe() if hasattr(prompts, "describe") else None,
         "n_prompts": len(prompts), "n_images": len(match.paths), "prompts_without_image": match.prompts_without_image,
         "n_skipped": len(unreadable), "skipped_images": unreadable,
         "metrics": results,

@@ -54,11 +54,11 @@ class VariantSpec:
             if int(getattr(self, field)) < 1:
                 raise UserError(f"{field} must be a positive integer, got {getattr(self, field)!r}")
 
-    # --- (de)serialisation -------------------------------------------------------------------
     @property
     def out_ch(self) -> int:
         return self.in_channels if self.out_channels is None else self.out_channels
 
+    # --- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = {"kind": self.kind}
         for f in dataclasses.fields(self):
