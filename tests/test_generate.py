@@ -27,6 +27,16 @@ P = Protocol(steps=4, resolution=16)
 PROMPTS = [f"a {c} circle and a {s}" for c in ("red", "green", "blue") for s in ("square", "triangle")]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: fast on a busy CI box, and the same thread count as the subprocesses
+    (torch's CPU kernels may round differently with another thread count; see generate.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pixel_model():
     return T2IModelSampler(tiny_model(vae=False))

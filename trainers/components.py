@@ -35,11 +35,12 @@ def build_text_encoder(config: RunConfig) -> tuple[OpenClipTextEncoder, dict]:
         return encoder, {}
     from t2ibench.weights import resolve
 
-    encoder = OpenClipTextEncoder.from_open_clip_config("ViT-H-14")
     explicit = None if choice == "openclip-h" else Path(choice)
     if explicit is None and config.model.weights_dir:
         explicit = Path(config.model.weights_dir)
-    encoder.load_open_clip_weights(resolve(OPENCLIP_H, explicit))
+    path = resolve(OPENCLIP_H, explicit)  # a missing file stops here, before ~350M parameters are built
+    encoder = OpenClipTextEncoder.from_open_clip_config("ViT-H-14")
+    encoder.load_open_clip_weights(path)
     ref = {"ref": asdict(OPENCLIP_H)} if choice == "openclip-h" and not config.checkpoint.embed_frozen else {}
     return encoder, ref
 

@@ -115,6 +115,10 @@ class EvalConfig:
     steps: int = _run_only(50)  # DDIM steps (protocol: 50)
     cfg: float = _run_only(7.5)
     seed: int = _run_only(0)
+    batch_size: int = _run_only(8)  # images per generation batch
+    prompts_dir: str | None = _run_only(None)  # where prompt sets live (None: t2ibench's default)
+    # Per-scorer options as JSON, e.g. {"tifa": {"vqa": "shapes-measure", "questions": "q.json"}}
+    options: str | None = _run_only(None)
 
 
 @dataclass

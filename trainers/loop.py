@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import UserError
+from t2ibench.variants import VariantSpec, get_variant
 from trainers import checkpoint as ckpt_io
 from trainers.components import build_model
 from trainers.config import RunConfig, validate
@@ -61,15 +62,21 @@ class TrainResult:
 
 def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
     validate(config)
-    from t2ibench.variants import VariantSpec, get_variant
-
     get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
-    out = Path(config.out_dir)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+    try:
+        return _train(config, resume)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(config: RunConfig, resume: bool) -> TrainResult:
+    out = Path(config.out_dir)
     accelerator = _accelerator(config, out)
     world, device = accelerator.num_processes, accelerator.device
 
@@ -80,6 +87,11 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
                         "or choose another --out")
     if previous is not None:
         ckpt_io.check_compatible(previous, config)
+
+    # -- data first (cheap to check): every sample indexed, the first ones decoded --------------------
+    index = index_dataset(config.data.path, config.data.kind)
+    check_usable(index, SampleRules(resolution=config.resolution, min_side=config.data.min_side or config.resolution,
+                                    alt_text_prob=0, top_k=1, caption_dropout=0, noise_shape=(0, 0, 0)))
 
     # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
     model = build_model(config)
@@ -100,8 +112,6 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
         alt_text_prob=config.data.alt_text_prob, top_k=config.data.synthetic_top_k,
         caption_dropout=config.train.caption_dropout, noise_shape=(cfg.in_channels, cfg.sample_size, cfg.sample_size),
         num_timesteps=model.schedule.num_train_timesteps, vae_noise=model.vae is not None, seed=config.seed)
-    index = index_dataset(config.data.path, config.data.kind)
-    check_usable(index, rules)
     cache = None
     if config.data.cache:
         from trainers.cache import EmbeddingCache

@@ -6,10 +6,11 @@ is refused. The score is what `hpsv2.img_score.score` returns: the cosine of the
 and text features, no logit scale (the HPSv2 README tables print it x100).
 
 The model is open_clip's ViT-H-14 (same state_dict keys and tokenizer ids as hpsv2's vendored copy)
-loaded once from the HPS checkpoint (`{'state_dict': ...}`, strict). The preprocessing is hpsv2's own
-(its `ResizeMaxSize`: long side to 224 bicubic, zero-pad to square, then OpenAI mean/std), with one
-fix: hpsv2 skips the padding when the long side is already 224, which crashes on such non-square
-images; here they are padded like every other image.
+loaded once from the HPS checkpoint (`{'state_dict': ...}`, strict). The preprocessing is hpsv2's
+(ToTensor, its `ResizeMaxSize`: long side to 224 with torchvision's bicubic tensor resize, zero-pad
+to square, then OpenAI mean/std), run on batches of same-size images, with one fix: hpsv2 skips the
+padding when the long side is already 224, which crashes on such non-square images; here they are
+padded like every other image.
 """
 
 from __future__ import annotations
@@ -25,31 +26,39 @@ HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 DEFAULT_ARCH = "ViT-H-14"
 
 
-def hps_preprocess(image_size, mean=None, std=None):
-    """hpsv2's validation transform (resize long side, pad to square, normalise), padding every non-square image."""
-    from torchvision.transforms import Compose, ToTensor
+def hps_preprocess_batch(images: Sequence[ImageLike], image_size: int, mean=None, std=None):
+    """hpsv2's validation transform (ToTensor, its ResizeMaxSize: long side to `image_size` bicubic
+    with torchvision's tensor resize, zero-pad to square, normalise), on whole batches of same-size
+    images, padding every non-square result (hpsv2 skips the padding when the long side is already
+    `image_size`). Returns a (B, 3, S, S) float tensor in input order."""
+    import numpy as np
+    import torch
+    from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    from t2ibench.compat.hpsv2_turtle import ensure_turtle_importable
+    mean = torch.tensor(mean or OPENAI_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(std or OPENAI_STD).view(1, 3, 1, 1)
+    out = torch.empty(len(images), 3, image_size, image_size)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(im.size, []).append(i)
+    for (width, height), idx in groups.items():
+        arr = np.stack([np.asarray(images[i].convert("RGB")) for i in idx])
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)  # = ToTensor
+        scale = image_size / float(max(height, width))
+        if scale != 1.0:
+            new_size = [round(height * scale), round(width * scale)]
+            x = F.resize(x, new_size, InterpolationMode.BICUBIC)
+        h, w = x.shape[-2:]
+        if (h, w) != (image_size, image_size):
+            pad_h, pad_w = image_size - h, image_size - w
+            x = F.pad(x, padding=[pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
+        out[idx] = (x - mean) / std
+    return out
 
-    ensure_turtle_importable()
-    from hpsv2.src.open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-    from hpsv2.src.open_clip.transform import MaskAwareNormalize, ResizeMaxSize
 
-    if isinstance(image_size, (list, tuple)):
-        if image_size[0] != image_size[1]:
-            raise UserError(f"hpsv2: non-square model input {image_size} is not supported")
-        image_size = image_size[0]
-
-    def pad_to_square(t):
-        h, w = t.shape[-2:]
-        if (h, w) == (image_size, image_size):
-            return t
-        pad_h, pad_w = image_size - h, image_size - w
-        return F.pad(t, padding=[pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
-
-    return Compose([lambda im: im.convert("RGB"), ToTensor(), ResizeMaxSize(image_size, fill=0), pad_to_square,
-                    MaskAwareNormalize(mean=mean or OPENAI_DATASET_MEAN, std=std or OPENAI_DATASET_STD)])
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # hpsv2's OPENAI_DATASET_MEAN / STD
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class HPSv2Score(Scorer):
@@ -84,7 +93,12 @@ class HPSv2Score(Scorer):
             raise UserError(f"{path} does not fit open_clip {arch}: {str(exc).splitlines()[0]}") from None
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(arch)
-        self.preprocess = hps_preprocess(self.model.visual.image_size)
+        size = self.model.visual.image_size
+        if isinstance(size, (list, tuple)):
+            if size[0] != size[1]:
+                raise UserError(f"hpsv2: non-square model input {size} is not supported")
+            size = size[0]
+        self.image_size = int(size)
         # hpsv2 scores under torch.cuda.amp.autocast (fp16 on CUDA, nothing on CPU): do the same.
         self.amp = torch.device(device).type == "cuda"
 
@@ -100,7 +114,7 @@ class HPSv2Score(Scorer):
     def scores(self, images: Sequence[ImageLike], texts: Sequence[str]) -> list[float]:
         import torch
 
-        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        pixels = hps_preprocess_batch(images, self.image_size).to(self.device)
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode(), torch.autocast("cuda", enabled=self.amp):
             out = self.model(pixels, tokens)
