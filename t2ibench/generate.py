@@ -311,7 +311,9 @@ def generate(model: Sampleable, prompt_set, protocol: Protocol, cache_dir: Path,
     records = prompt_set.records
     seeds = [protocol.base_seed + i for i in range(len(records))]
     paths = [cache.path(r.id, s) for r, s in zip(records, seeds)]
-    todo = [b for b in plan(len(records), batch_size, rank, world) if not all(paths[i].is_file() for i in b)]
+    mine = plan(len(records), batch_size, rank, world)
+    _remove_stale_temporaries(cache.root, {paths[i].name for b in mine for i in b})
+    todo = [b for b in mine if not all(paths[i].is_file() for i in b)]
     n_todo = sum(len(b) for b in todo)
     bar = _progress(progress and n_todo > 0, f"generating {prompt_set.name}", n_todo)
     with bar:
@@ -324,6 +326,17 @@ def generate(model: Sampleable, prompt_set, protocol: Protocol, cache_dir: Path,
             if on_batch:
                 on_batch(len(batch))
     return paths
+
+
+def _remove_stale_temporaries(root: Path, names: set[str]) -> None:
+    """Temporary files a killed run left behind, for images this process owns (never another's)."""
+    if not root.is_dir():
+        return
+    for entry in os.scandir(root):
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            target = entry.name[1:].rsplit(".", 2)[0]  # .<name>.<random>.tmp -> <name>
+            if target in names:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 class _progress:

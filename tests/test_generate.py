@@ -109,8 +109,11 @@ def test_cache_skips_complete_images_and_keys_on_settings(pixel_model, prompt_fi
     pset = load_prompt_set(prompt_file, limit=4)
     first = generate(pixel_model, pset, P, tmp_path, batch_size=2, progress=False)
     stamps = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in first]
+    stale = first[0].parent / f".{first[0].name}.x1y2.tmp"  # what a kill during a write leaves
+    stale.write_bytes(b"\x89PNG half")
     calls = []
     again = generate(pixel_model, pset, P, tmp_path, batch_size=2, progress=False, on_batch=calls.append)
+    assert not stale.exists()
     assert again == first and calls == [] and stamps == [(p.stat().st_ino, p.stat().st_mtime_ns) for p in again]
     keys = {settings_key(P, pixel_model)}
     for change in ({"steps": 5}, {"cfg": 5.0}, {"resolution": 24}, {"eta": 0.5}):
@@ -133,7 +136,7 @@ def test_kill_during_generation_then_resume(tmp_path, prompt_file):
     prompts = tmp_path / "many.txt"
     prompts.write_text("\n".join(f"{p} number {k}" for k in range(3) for p in PROMPTS) + "\n")  # 18 prompts
     cmd = [sys.executable, "-m", "t2ibench", "generate", "--ckpt", str(ckpt), "--prompts", str(prompts),
-           "--out", str(tmp_path / "killed"), "--resolution", "16", "--steps", "40", "--gen-batch-size", "2",
+           "--out", str(tmp_path / "killed"), "--resolution", "16", "--steps", "20", "--gen-batch-size", "2",
            "--device", "cpu", "--format", "json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,7 +156,7 @@ def test_kill_during_generation_then_resume(tmp_path, prompt_file):
     assert all((p.stat().st_ino, p.stat().st_mtime_ns) == s for p, s in stamps.items())
     from t2ibench.checkpoints import load_checkpoint
 
-    reference = generate(load_checkpoint(ckpt), load_prompt_set(prompts), Protocol(steps=40, resolution=16),
+    reference = generate(load_checkpoint(ckpt), load_prompt_set(prompts), Protocol(steps=20, resolution=16),
                          tmp_path / "reference", batch_size=2, progress=False)
     assert [p.name for p in reference] == [p.name for p in sorted(final, key=lambda q: int(q.name.split(".s")[1][:-4]))]
     assert np.array_equal(_pixels(sorted(final)), _pixels(sorted(reference)))

@@ -100,9 +100,9 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     if config.train.gradient_checkpointing:
         backbone.enable_gradient_checkpointing()
     frozen_dtype = torch.bfloat16 if config.train.mixed_precision == "bf16" and device.type == "cuda" else torch.float32
-    model.text_encoder.to(device, frozen_dtype)
-    if model.vae is not None:
-        model.vae.to(device, frozen_dtype)
+    for frozen in (model.text_encoder, model.vae):
+        if frozen is not None:
+            frozen.to(device) if frozen_dtype == torch.float32 else frozen.to(device, frozen_dtype)
     account = account_for(VariantSpec.from_dict(model.info.variant))
 
     # -- data ----------------------------------------------------------------------------------------
@@ -134,6 +134,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
                                         scheduler=scheduler, ema=ema)
         state.processes = world
         accelerator.print(f"resuming {previous} at step {state.step} ({state.samples_seen} samples seen)")
+    accelerator.print(f"training {config.run_name}: {config.variant} ({account.params:,} parameters) on "
+                      f"{world} process(es), {accelerator.distributed_type.value}, {config.train.mixed_precision}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=list))

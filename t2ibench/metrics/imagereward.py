@@ -54,13 +54,30 @@ class ImageRewardScore(Scorer):
         return self.declared_version(self.paths["imagereward"].stem,
                                      vit.blip_name or f"w{vit.width}d{vit.depth}p{vit.patch_size}")
 
+    def preprocess_batch(self, images: Sequence[ImageLike]):
+        """The library's `_transform(224)`: its PIL steps (Resize bicubic, CenterCrop, RGB) per image, then
+        ToTensor and Normalize on the whole batch (the same arithmetic, once per batch)."""
+        import numpy as np
+        import torch
+        from torchvision.transforms import Compose, Normalize, ToTensor
+
+        steps = list(self.model.preprocess.transforms)
+        if not (isinstance(steps[-2], ToTensor) and isinstance(steps[-1], Normalize)):  # another image-reward
+            return torch.stack([self.model.preprocess(im) for im in images])
+        pil_steps, normalize = Compose(steps[:-2]), steps[-1]
+        arr = np.stack([np.asarray(pil_steps(im)) for im in images])
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
+        mean = torch.tensor(normalize.mean).view(1, 3, 1, 1)
+        std = torch.tensor(normalize.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
     def rewards(self, images: Sequence[ImageLike], texts: Sequence[str]) -> list[float]:
         import torch
 
         m = self.model
         text = m.blip.tokenizer(list(texts), padding="max_length", truncation=True, max_length=MAX_TOKENS,
                                 return_tensors="pt").to(self.device)
-        pixels = torch.stack([m.preprocess(im) for im in images]).to(self.device)
+        pixels = self.preprocess_batch(images).to(self.device)
         with torch.inference_mode():
             image_embeds = m.blip.visual_encoder(pixels)
             image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
