@@ -160,6 +160,11 @@ def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
 
     from t2ibench.generate import PipelineSampler
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
+    transformers_logging.disable_progress_bar()
     try:
         pipe = DiffusionPipeline.from_pretrained(where)
     except (OSError, ValueError, KeyError, TypeError) as exc:

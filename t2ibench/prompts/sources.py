@@ -128,7 +128,7 @@ def resolve_spec(set_name: str, spec: FileSpec, local_dir: str | os.PathLike[str
     cached = cache_dir() / set_name / spec.local_path
     if cached.is_file():
         return cached, verify(set_name, spec, cached)
-    where = f"not in {root}" if root is not None else "no --prompts-dir / T2IBENCH_PROMPTS_DIR given"
+    where = f"not in {root}" if root is not None else "no --prompts-dir or $T2IBENCH_PROMPTS_DIR given"
     if not fetch:
         raise UserError(f"prompt set {set_name!r}: {spec.filename} not available locally ({where}); "
                         f"run `t2ibench prompts fetch {set_name}`")
@@ -138,8 +138,8 @@ def resolve_spec(set_name: str, spec: FileSpec, local_dir: str | os.PathLike[str
         raise
     except Exception as exc:  # network errors of every flavour: one line, with both ways out
         source = spec.url or f"hf dataset {spec.hf_dataset}:{spec.hf_path}"
-        raise UserError(f"prompt set {set_name!r}: {spec.filename} {where} and could not be fetched from "
-                        f"{source} ({type(exc).__name__}: {str(exc)[:120]}); pass --prompts-dir DIR holding "
+        raise UserError(f"prompt set {set_name!r}: {spec.filename} not found locally ({where}) and fetching "
+                        f"{source} failed ({type(exc).__name__}: {str(exc)[:120]}); pass --prompts-dir DIR holding "
                         f"{spec.local_path}") from None
     try:
         return cached, verify(set_name, spec, cached)
