@@ -1,0 +1,405 @@
+"""`t2ibench demo`: the offline study, end to end, through the suite's real code paths.
+
+1. data: a shapes-world training folder (`<stem>.png` + `<stem>.txt`) and a held-out evaluation set
+   (TIFA-format questions), see `t2ibench.demo.shapes`;
+2. train: micro variants (registered topologies at a reduced width/depth, pixel space, a tiny frozen
+   text encoder) with the reference trainer, `trainers.loop.train` -- the code behind `t2ibench train`;
+   its in-training evaluation scores each checkpoint with TIFA through `t2ibench.evaluate.evaluate`
+   (the code behind `t2ibench eval`), answered by the measuring VQA backend `shapes-measure`;
+3. step 0: the same pipeline on the untrained weights (the baseline), through the same `evaluate`;
+4. store + leaderboard: every score is a row in the demo's own results store; the site is built from it.
+
+Resumable: the data is kept when it exists, each run continues from its newest checkpoint, and a step
+whose `results.json` exists is not evaluated again; a checkpoint left without its evaluation (an
+interruption mid-evaluation) is evaluated from disk. The settings that define the study are recorded
+in `<out>/demo.json`; a rerun with other settings stops with a one-line error (use --fresh or another
+--out), except `--steps`, which may grow: training then continues where it stopped.
+
+The demo's departures from the paper's recipe (a micro model trained for minutes) are all explicit
+run-config overrides, recorded in every checkpoint and listed in `demo_overrides`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import UserError
+
+STATE_FILE = "demo.json"
+DB_FILE = "results.sqlite"
+METRIC = "tifa"
+VQA_BACKEND = "shapes-measure"
+
+
+@dataclass(frozen=True)
+class MicroVariant:
+    """A registered topology at a micro size: `model.*` run-config overrides of `base`."""
+
+    name: str  # run name in the store and on the leaderboard
+    base: str  # registered variant (see `t2ibench variants`)
+    sizes: dict[str, str]  # model.<key>=<value> overrides
+    description: str = ""
+
+
+def _sdxl_micro(name: str, channels: int, depth: str, description: str) -> MicroVariant:
+    # SDXL's topology (no attention at the first level, transformer blocks at the x2 and x4 levels) at
+    # widths channels x (1, 2, 4); GroupNorm groups and head width scaled down with the width.
+    return MicroVariant(name, "sdxl", {"channels": str(channels), "transformer_depth": depth,
+                                       "norm_groups": str(min(channels, 16)), "head_dim": "32"}, description)
+
+
+# name -> micro variant. The default pair differs in transformer depth, as the paper's SDXL ablations do.
+MICRO_VARIANTS: dict[str, MicroVariant] = {v.name: v for v in (
+    _sdxl_micro("sdxl-c16-td1", 16, "0,1,1", "SDXL topology, widths 16/32/64, 1 transformer block per level"),
+    _sdxl_micro("sdxl-c16-td2", 16, "0,2,2", "SDXL topology, widths 16/32/64, 2 transformer blocks per level"),
+    _sdxl_micro("sdxl-c32-td1", 32, "0,1,1", "SDXL topology, widths 32/64/128, 1 transformer block per level"),
+    _sdxl_micro("sdxl-c32-td2", 32, "0,2,2", "SDXL topology, widths 32/64/128, 2 transformer blocks per level"),
+)}
+DEFAULT_VARIANTS = ("sdxl-c16-td1", "sdxl-c16-td2")
+
+
+@dataclass
+class DemoSettings:
+    """Everything that defines the study (recorded in demo.json) plus how this invocation runs."""
+
+    out: str = "demo"
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    steps: int = 600  # optimizer steps per variant
+    eval_every: int = 200  # in-training TIFA evaluation (and checkpoint) every K steps; step 0 always
+    prompts: int = 32  # held-out evaluation prompts
+    train_images: int = 4000
+    batch: int = 16  # global batch
+    lr: float = 1e-3
+    warmup: int = 50
+    sample_steps: int = 20  # DDIM steps (protocol: 50)
+    cfg: float = 3.0  # classifier-free guidance (protocol: 7.5)
+    seed: int = 0
+    max_objects: int = 3
+    colors: tuple[str, ...] | None = None  # None: the world's defaults
+    ema: bool = False
+    # how this invocation runs (not part of the study)
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
+
+    RUN_ONLY = ("out", "steps", "device", "threads", "progress")
+
+    def study(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k not in self.RUN_ONLY}
+
+    def world(self):
+        from t2ibench.demo.shapes import ShapesWorld
+
+        kw: dict[str, Any] = {"resolution": 32, "max_objects": self.max_objects}
+        if self.colors:
+            kw["colors"] = tuple(self.colors)
+        return ShapesWorld(**kw)
+
+    def check(self) -> None:
+        unknown = [v for v in self.variants if v not in MICRO_VARIANTS]
+        if unknown:
+            raise UserError(f"unknown demo variant {unknown[0]!r}; known: {', '.join(MICRO_VARIANTS)}")
+        if len(set(self.variants)) != len(self.variants) or not self.variants:
+            raise UserError("--variants needs one or more distinct names")
+        for name in ("steps", "eval_every", "prompts", "train_images", "batch", "sample_steps"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"demo: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.device not in ("cpu", "cuda"):
+            raise UserError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu")
+        self.world()  # world knobs are checked by the world itself
+
+
+@dataclass
+class StepScore:
+    step: int
+    tifa: float
+    categories: dict[str, float]
+    train_flops: float | None
+    seconds: float | None
+
+
+@dataclass
+class VariantReport:
+    name: str
+    params: int | None
+    scores: list[StepScore] = field(default_factory=list)
+    train_wall_s: float = 0.0
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    db: Path
+    site: Path
+    variants: list[VariantReport]
+    wall_s: float
+    ground_truth_tifa: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("out", "db", "site"):
+            d[k] = str(d[k])
+        return d
+
+
+class Demo:
+    """One demo directory: its data, runs, store and site (see the module doc for the layout)."""
+
+    def __init__(self, settings: DemoSettings, console=None):
+        settings.check()
+        self.s = settings
+        self.out = Path(settings.out)
+        self.console = console
+        self.data_dir = self.out / "data"
+        self.db = self.out / DB_FILE
+        self.site = self.out / "site"
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+    def prepare(self, fresh: bool) -> None:
+        """--fresh: remove what an earlier demo wrote here; otherwise insist on the same study."""
+        state_path = self.out / STATE_FILE
+        if fresh and self.out.exists():
+            if not state_path.is_file() and any(self.out.iterdir()):
+                raise UserError(f"{self.out} is not empty and holds no {STATE_FILE}; --fresh only clears a demo "
+                                "directory (choose another --out)")
+            for name in ("data", "runs", "site", DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm", STATE_FILE):
+                path = self.out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        if state_path.is_file():
+            old = json.loads(state_path.read_text()).get("study", {})
+            new = self.s.study()
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "variants")
+            if diff:
+                k = diff[0]
+                raise UserError(f"{self.out} holds a demo with {k}={old.get(k)!r} (now {new.get(k)!r}); "
+                                "rerun with --fresh or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_json(state_path, {"study": self.s.study(), "overrides": {v: self.overrides(MICRO_VARIANTS[v])
+                                                                         for v in self.s.variants}})
+
+    # -- 1. data ---------------------------------------------------------------------------------------
+    def make_data(self) -> dict[str, Path]:
+        from t2ibench.demo.shapes import write_eval_set, write_training_set
+
+        world = self.s.world()
+        t0 = time.time()
+        write_training_set(self.data_dir / "train", world, n=self.s.train_images, seed=self.s.seed)
+        paths = write_eval_set(self.data_dir / "eval", world, n_prompts=self.s.prompts, seed=self.s.seed)
+        n_eval = len(json.loads(paths["text_inputs"].read_text()))
+        n_questions = len(json.loads(paths["questions"].read_text()))
+        if n_eval < self.s.prompts:
+            raise UserError(f"the shapes world has only {n_eval} held-out prompts; use --prompts {n_eval} or fewer")
+        self.say(f"data: {self.s.train_images} training images, {n_eval} held-out prompts ({n_questions} TIFA "
+                 f"questions) in {self.data_dir} [{time.time() - t0:.1f}s]")
+        self.questions = paths["questions"]
+        return paths
+
+    # -- 2. the run config of a micro variant ---------------------------------------------------------
+    def run_dir(self, variant: MicroVariant) -> Path:
+        return self.out / "runs" / variant.name
+
+    def overrides(self, variant: MicroVariant) -> list[str]:
+        """The run config of a micro variant, as the key=value list `t2ibench train` would take."""
+        s = self.s
+        scorer_options = {METRIC: {"vqa": VQA_BACKEND, "questions": str((self.data_dir / "eval" / "questions.json").resolve())}}
+        recipe = [
+            # micro model: pixel space, tiny frozen text encoder (open_clip text tower, fixed random weights)
+            *(f"model.{k}={v}" for k, v in variant.sizes.items()),
+            "model.text_encoder=tiny", "model.vae=none", "resolution=32", f"seed={s.seed}",
+            # minutes on a CPU instead of 600K steps at batch 2048
+            f"optim.lr={s.lr}", f"optim.warmup_steps={s.warmup}", f"train.global_batch={s.batch}",
+            f"train.ema={str(s.ema).lower()}", "train.ema_decay=0.99",
+        ]
+        run_only = [
+            f"run={variant.name}", f"out={self.run_dir(variant)}", f"data.path={self.data_dir / 'train'}",
+            "data.num_workers=0", f"train.steps={s.steps}", f"train.micro_batch={s.batch}",
+            "train.mixed_precision=no", f"train.cpu={str(s.device == 'cpu').lower()}",
+            f"checkpoint.every={s.eval_every}", "checkpoint.keep=0", "checkpoint.embed_frozen=true",
+            f"eval.every={s.eval_every}", f"eval.metrics={METRIC}", f"eval.limit={self.s.prompts}",
+            f"eval.db={self.db}", f"eval.steps={s.sample_steps}", f"eval.cfg={s.cfg}", "eval.seed=0",
+            f"eval.batch_size={min(64, self.s.prompts)}", f"eval.options={json.dumps(scorer_options)}",
+            "log.tensorboard=false", f"log.progress={str(s.progress).lower()}", "log.every=10",
+        ]
+        return recipe + run_only
+
+    def run_config(self, variant: MicroVariant):
+        from trainers.config import RunConfig, apply_overrides
+
+        return apply_overrides(RunConfig(variant=variant.base), self.overrides(variant))
+
+    # -- 3. evaluation outside training: step 0 and checkpoints left without their evaluation ------
+    def eval_dir(self, variant: MicroVariant, step: int) -> Path:
+        # the trainer's in-training evaluation writes to the same place (trainers/in_training_eval.py)
+        return self.run_dir(variant) / "eval" / f"step-{step:08d}"
+
+    def evaluate(self, variant: MicroVariant, model_or_ckpt, step: int, train_flops: float) -> dict:
+        from t2ibench.evaluate import evaluate
+
+        config = self.run_config(variant)
+        protocol = _protocol(config)
+        return evaluate(model_or_ckpt, METRIC, protocol=protocol, out_dir=self.eval_dir(variant, step),
+                        limit=config.eval.limit, db=self.db, run=config.run_name, variant=config.variant, step=step,
+                        train_flops=train_flops, scorer_options=json.loads(config.eval.options), device=self._device(),
+                        batch_size=config.eval.batch_size, progress=False)
+
+    def baseline(self, variant: MicroVariant) -> None:
+        """Step 0: the untrained weights the trainer starts from (same config, same seed)."""
+        if (self.eval_dir(variant, 0) / "results.json").is_file():
+            return
+        from trainers.components import build_model
+
+        model = build_model(self.run_config(variant)).to(self._device())
+        model.info.tags.update(run=variant.name, variant=variant.base, step=0, train_flops=0.0)
+        record = self.evaluate(variant, model, 0, 0.0)
+        self.say(f"  step 0 (untrained): TIFA {record['metrics'][METRIC]['value']:.3f}")
+
+    def fill_missing_evals(self, variant: MicroVariant) -> None:
+        from trainers.checkpoint import checkpoint_root, read_state
+
+        for ckpt in sorted(checkpoint_root(self.run_dir(variant)).glob("step-*")):
+            if not (ckpt / "training_state" / "state.json").is_file():
+                continue
+            state = read_state(ckpt)
+            if state.step % self.s.eval_every or (self.eval_dir(variant, state.step) / "results.json").is_file():
+                continue
+            record = self.evaluate(variant, ckpt / "model", state.step, state.train_flops)
+            self.say(f"  step {state.step} (from checkpoint): TIFA {record['metrics'][METRIC]['value']:.3f}")
+
+    # -- 4. training ---------------------------------------------------------------------------------
+    def train(self, variant: MicroVariant) -> float:
+        """Train (or continue) one variant up to `steps`; returns its training wall-clock."""
+        from trainers.checkpoint import latest_checkpoint, read_state
+        from trainers.loop import train
+
+        config = self.run_config(variant)
+        latest = latest_checkpoint(self.run_dir(variant))
+        if latest is not None and read_state(latest).step >= self.s.steps:
+            self.say(f"  trained already ({read_state(latest).step} steps)")
+            return read_state(latest).wall_s
+        result = train(config, resume=latest is not None)
+        for ev in result.evaluations:
+            self.say(f"  step {ev['step']}: TIFA {ev['scores'].get(METRIC, float('nan')):.3f}")
+        return result.wall_s
+
+    def _device(self) -> str:
+        return "cuda" if self.s.device == "cuda" else "cpu"
+
+    # -- 5. results -------------------------------------------------------------------------------------
+    def collect(self) -> list[VariantReport]:
+        reports = []
+        for name in self.s.variants:
+            variant = MICRO_VARIANTS[name]
+            report = VariantReport(name, None)
+            for path in sorted((self.run_dir(variant) / "eval").glob("step-*/results.json")):
+                rec = json.loads(path.read_text())
+                m = rec["metrics"][METRIC]
+                step = int(rec["step"])
+                if step > self.s.steps or step % self.s.eval_every:
+                    continue
+                report.params = rec.get("params") or report.params
+                report.scores.append(StepScore(step, float(m["value"]), dict(m.get("categories") or {}),
+                                               rec.get("train_flops"), rec.get("seconds")))
+            report.scores.sort(key=lambda s: s.step)
+            from trainers.checkpoint import latest_checkpoint, read_state
+
+            latest = latest_checkpoint(self.run_dir(variant))
+            report.train_wall_s = read_state(latest).wall_s if latest else 0.0
+            reports.append(report)
+        return reports
+
+    def ground_truth(self) -> float | None:
+        """TIFA of the held-out set's ground-truth renders: the backend's ceiling on these prompts."""
+        from PIL import Image
+
+        from t2ibench.metrics import scorer_class
+        from t2ibench.prompts import prompts_from_tifa_questions
+
+        pset = prompts_from_tifa_questions(self.questions)
+        scorer = scorer_class(METRIC)(vqa=VQA_BACKEND, questions=str(self.questions))
+        images = [Image.open(self.data_dir / "eval" / "reference" / f"{r.id}.png").convert("RGB") for r in pset.records]
+        return float(scorer.score(images, pset.records).value)
+
+    def build_site(self) -> Path:
+        from t2ibench.leaderboard import build_site
+        from t2ibench.store import ResultsStore
+
+        with ResultsStore(self.db) as store:
+            report = build_site(store, self.site)
+        return report.index
+
+
+def _protocol(config):
+    from t2ibench.generate import Protocol
+
+    return Protocol(steps=config.eval.steps, cfg=config.eval.cfg, resolution=config.resolution,
+                    base_seed=config.eval.seed)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def run_demo(settings: DemoSettings, *, fresh: bool = False, console=None) -> DemoReport:
+    """The whole study; returns what `t2ibench demo` prints."""
+    import torch
+
+    t0 = time.time()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    demo = Demo(settings, console)
+    demo.prepare(fresh)
+    demo.make_data()
+    for i, name in enumerate(settings.variants, 1):
+        variant = MICRO_VARIANTS[name]
+        demo.say(f"[bold]variant {i}/{len(settings.variants)}: {name}[/bold] ({variant.description})")
+        demo.baseline(variant)
+        demo.train(variant)
+        demo.fill_missing_evals(variant)
+    site = demo.build_site()
+    gt = demo.ground_truth()
+    report = DemoReport(demo.out, demo.db, site, demo.collect(), time.time() - t0, gt)
+    _write_json(demo.out / "summary.json", report.to_dict())
+    return report
+
+
+def summary_table(report: DemoReport):
+    """A rich table: one row per evaluated step, one column per variant."""
+    from rich.table import Table
+
+    steps = sorted({s.step for v in report.variants for s in v.scores})
+    table = Table(title=f"TIFA ({VQA_BACKEND}) on held-out shapes prompts")
+    table.add_column("step", justify="right")
+    for v in report.variants:
+        params = f" ({v.params / 1e6:.2f}M)" if v.params else ""
+        table.add_column(f"{v.name}{params}", justify="right")
+    for step in steps:
+        cells = []
+        for v in report.variants:
+            hit = [s for s in v.scores if s.step == step]
+            cells.append(f"{hit[0].tifa:.3f}" if hit else "-")
+        table.add_row(str(step), *cells)
+    table.add_row("train time", *[f"{v.train_wall_s:.0f}s" for v in report.variants])
+    return table
+
+
+__all__ = ["DemoReport", "DemoSettings", "MICRO_VARIANTS", "MicroVariant", "run_demo", "summary_table"]
