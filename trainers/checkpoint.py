@@ -20,7 +20,6 @@ Every rank takes part in gathering the full state (FSDP shards it) and writes it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -149,19 +148,6 @@ def _raw_optimizer(optimizer):
     return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps one
 
 
-@contextlib.contextmanager
-def swapped_in(params: list[torch.Tensor], replacement: list[torch.Tensor]):
-    """Temporarily put `replacement` tensors into `params` (e.g. EMA weights, shard by shard)."""
-    saved = [p.data for p in params]
-    for p, r in zip(params, replacement):
-        p.data = r.to(device=p.device, dtype=p.dtype)
-    try:
-        yield
-    finally:
-        for p, s in zip(params, saved):
-            p.data = s
-
-
 # -- save / load --------------------------------------------------------------------------------
 
 def save_checkpoint(accelerator, out: Path, *, model, backbone, optimizer, scheduler, ema, state: TrainState,
@@ -179,10 +165,7 @@ def save_checkpoint(accelerator, out: Path, *, model, backbone, optimizer, sched
     accelerator.wait_for_everyone()
     # Collectives first, on every rank: full weights, EMA weights, optimizer state.
     weights = full_model_state(backbone)
-    ema_weights = None
-    if ema is not None:
-        with swapped_in(ema.params, ema.shadow):
-            ema_weights = full_model_state(backbone)
+    ema_weights = ema.full_state(weights) if ema is not None else None
     optim_state = get_optimizer_state_dict(backbone, _raw_optimizer(optimizer), options=_options())
     _write_json(partial / STATE_DIR / f"rng-rank{accelerator.process_index}.json", rng_state())
     if rank0:
@@ -229,8 +212,7 @@ def load_checkpoint(ckpt: Path, accelerator, *, backbone, optimizer, scheduler, 
     if ema is not None:
         if not (state_dir / "ema.safetensors").is_file():
             raise UserError(f"{ckpt} has no EMA state but train.ema=true")
-        load_full_model_state(backbone, load_file(str(state_dir / "ema.safetensors")))
-        ema.shadow = [p.detach().clone().float() for p in ema.params]
+        ema.load_full_state(load_file(str(state_dir / "ema.safetensors")))
     load_full_model_state(backbone, weights)
     optim_state = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
     set_optimizer_state_dict(backbone, _raw_optimizer(optimizer), optim_state, options=_options())

@@ -126,7 +126,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     warmup = config.optim.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     params = [p for p in backbone.parameters() if p.requires_grad]
-    ema = EMA(params, config.train.ema_decay) if config.train.ema else None
+    ema = EMA(accelerator.unwrap_model(backbone).named_parameters(), config.train.ema_decay) if config.train.ema else None
 
     state = ckpt_io.TrainState(recipe_hash=config.recipe_hash(), variant=config.variant, processes=world)
     if previous is not None:
