@@ -26,8 +26,9 @@ _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".t
 
 
 def _hash_cache_path() -> Path:
-    root = os.environ.get("T2IBENCH_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "t2ibench") / "file_hashes.json"
+    from t2ibench.paths import cache_root
+
+    return cache_root() / "file_hashes.json"
 
 
 def file_sha256(path: Path) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.generate import UNCOND_PROMPT, Protocol, as_sampleable, generate, image_cache
+from t2ibench.generate import UNCOND_PROMPT, Protocol, as_sampleable, generate
 
 RESULTS_FILE = "results.json"
 FORMAT = "t2ibench-eval-results"

@@ -12,7 +12,7 @@ import torch
 
 from t2ibench.cli import main
 from t2ibench.errors import UserError
-from t2ibench.variants import VARIANTS, VariantSpec, compute_stats, get_variant, protocol_stats
+from t2ibench.variants import VARIANTS, VariantSpec, compute_stats, get_variant
 from t2ibench.variants.compute import _count
 
 

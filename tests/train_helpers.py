@@ -46,7 +46,7 @@ def tiny_overrides(data: Path, out: Path, variant: str = "sdxl", **extra) -> dic
     o = {"resolution": 32, "out": str(out), "data.path": str(data), "data.num_workers": 0,
          "model.text_encoder": "tiny", "model.tiny_text_width": 32, "model.tiny_text_tokens": 8, "model.vae": "none",
          "train.global_batch": 4, "train.micro_batch": 2, "train.mixed_precision": "no", "train.steps": 4,
-         "train.deterministic": True, "optim.lr": 1e-3, "optim.warmup_steps": 0, "checkpoint.every": 2,
+         "train.deterministic": True, "train.ema": True, "train.ema_decay": 0.9, "optim.lr": 1e-3, "optim.warmup_steps": 0, "checkpoint.every": 2,
          "log.every": 1, "log.progress": False, "log.tensorboard": False}
     if variant.startswith("pixart"):
         o.update({"model.hidden": 32, "model.depth": 2, "model.heads": 2})
@@ -62,7 +62,7 @@ def make_config(data: Path, out: Path, variant: str = "sdxl", **extra):
     return apply_overrides(RunConfig(variant=variant), tiny_overrides(data, out, variant, **extra))
 
 
-def backbone_weights(ckpt: Path) -> dict:
+def backbone_weights(ckpt: Path, part: str = "backbone") -> dict:
     from safetensors.torch import load_file
 
-    return load_file(str(ckpt / "model" / "backbone" / "diffusion_pytorch_model.safetensors"))
+    return load_file(str(ckpt / "model" / part / "diffusion_pytorch_model.safetensors"))

@@ -7,7 +7,9 @@ VQA backend, results store, leaderboard) in about 10 minutes on 2 CPU cores; see
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +68,11 @@ def _demo(args: argparse.Namespace) -> int:
         eval_every=args.eval_every, prompts=args.prompts, train_images=args.train_images, batch=args.batch,
         lr=args.lr, warmup=args.warmup, sample_steps=args.sample_steps, cfg=args.cfg, seed=args.seed,
         max_objects=args.max_objects, device=args.device, threads=args.threads)
-    report = run_demo(settings, fresh=args.fresh, console=console)
+    if args.format == "json":  # stdout carries only the JSON: progress output (the trainer's too) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_demo(settings, fresh=args.fresh, console=console)
+    else:
+        report = run_demo(settings, fresh=args.fresh, console=console)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=1))
         return 0

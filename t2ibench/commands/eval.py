@@ -64,8 +64,21 @@ def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--train-flops", type=float, help="cumulative training FLOPs")
     t.add_argument("--db", metavar="PATH", help="results store (default $T2IBENCH_DB, else results/t2ibench.sqlite)")
     t.add_argument("--no-store", action="store_true", help="write results.json only, no row in the store")
-    t.add_argument("--tifa-questions", metavar="FILE", help="TIFA-format question file (brings its own prompts)")
-    t.add_argument("--tifa-vqa", metavar="NAME", help="TIFA VQA backend (e.g. blip-vqa-capfilt-large, shapes-measure)")
+    q = p.add_argument_group("TIFA (both --ckpt and --images)")
+    q.add_argument("--tifa-questions", metavar="FILE", help="TIFA-format question file (brings its own prompts)")
+    q.add_argument("--tifa-vqa", metavar="NAME", help="TIFA VQA backend (e.g. blip-vqa-capfilt-large, shapes-measure)")
+
+
+def scorer_options_from_args(args: argparse.Namespace, metrics: list[str]) -> dict[str, dict]:
+    """`--option metric.key=value` plus the TIFA shorthands, for both the --ckpt and --images paths."""
+    options = {m: {k: _option_value(v) for k, v in kv.items()}
+               for m, kv in parse_assignments(args.option, "option", metrics).items()}
+    for flag, key in (("tifa_questions", "questions"), ("tifa_vqa", "vqa")):
+        if getattr(args, flag, None):
+            if "tifa" not in metrics:
+                raise UserError(f"--{flag.replace('_', '-')} needs tifa among --metrics")
+            options.setdefault("tifa", {})[key] = getattr(args, flag)
+    return options
 
 
 def eval_ckpt(args: argparse.Namespace) -> int:
@@ -76,13 +89,7 @@ def eval_ckpt(args: argparse.Namespace) -> int:
 
     metrics = parse_metrics(args.metrics)
     weights = parse_assignments(args.weights, "weights", metrics)
-    options = {m: {k: _option_value(v) for k, v in kv.items()}
-               for m, kv in parse_assignments(args.option, "option", metrics).items()}
-    for flag, key in (("tifa_questions", "questions"), ("tifa_vqa", "vqa")):
-        if getattr(args, flag):
-            if "tifa" not in metrics:
-                raise UserError(f"--{flag.replace('_', '-')} needs tifa among --metrics")
-            options.setdefault("tifa", {})[key] = getattr(args, flag)
+    options = scorer_options_from_args(args, metrics)
     protocol = protocol_from_args(args, args.ckpt)
     out_dir = args.out or Path("results") / "eval" / Path(args.ckpt.rstrip("/")).name
     result = evaluate(args.ckpt, metrics, prompts=args.prompts, prompts_dir=args.prompts_dir, protocol=protocol,
@@ -211,12 +218,16 @@ def eval_images(args: argparse.Namespace) -> int:
     from t2ibench.metrics import parse_metrics
 
     metrics = parse_metrics(args.metrics)
-    if not args.prompts:
-        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
     weights = parse_assignments(args.weights, "weights", metrics)
-    options = {m: {k: _option_value(v) for k, v in kv.items()}
-               for m, kv in parse_assignments(args.option, "option", metrics).items()}
-    prompts = load_prompts(args.prompts, limit=args.limit)
+    options = scorer_options_from_args(args, metrics)
+    if args.prompts:
+        prompts = load_prompts(args.prompts, limit=args.limit)
+    elif getattr(args, "tifa_questions", None):  # a TIFA question file brings its own prompts
+        from t2ibench.prompts import prompts_from_tifa_questions
+
+        prompts = prompts_from_tifa_questions(args.tifa_questions, limit=args.limit)
+    else:
+        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
     match = match_images(args.images, list(prompts))
     check_weights(metrics, weights, options)  # stop before any model is loaded
     out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name

@@ -78,7 +78,6 @@ def _print_csv(rows: list[dict]) -> None:
 
 
 def _print_table(rows: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="t2ibench variants", caption=CONVENTION, caption_justify="left")
@@ -117,7 +116,6 @@ def _show_one(spec, fmt: str) -> int:
     if fmt == "csv":
         _print_csv([row])
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{spec.name} ({spec.family}): {spec.description}", caption=CONVENTION,

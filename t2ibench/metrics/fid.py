@@ -96,7 +96,9 @@ class FID(Scorer):
         if self.real_images is None and self.coco_dir is None:
             raise UserError("fid needs real images: --option fid.real_images=DIR, or fid.coco_dir=DIR "
                             "(COCO val2014 images) with a prompt set that has coco_image_id")
-        self.cache_dir = Path(cache_dir or os.environ.get("T2IBENCH_CACHE", "~/.cache/t2ibench")).expanduser() / "fid"
+        from t2ibench.paths import cache_root
+
+        self.cache_dir = Path(cache_dir).expanduser() / "fid" if cache_dir else cache_root() / "fid"
         path = self.paths["inception"]
         # torch-fidelity unpickles the file with weights_only=False; refuse anything that is not plain tensors.
         try:

@@ -85,8 +85,9 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("T2IBENCH_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "t2ibench") / "prompts"
+    from t2ibench.paths import cache_root
+
+    return cache_root() / "prompts"
 
 
 def local_prompts_dir(local_dir: str | os.PathLike[str] | None) -> Path | None:

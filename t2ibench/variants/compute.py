@@ -152,10 +152,9 @@ def _stats_from_counts(spec: VariantSpec, raw: dict[str, Any]) -> ComputeStats:
 
 
 def _cache_path() -> Path:
-    base = os.environ.get("T2IBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "t2ibench"
-    )
-    return Path(base) / "compute_stats.json"
+    from t2ibench.paths import cache_root
+
+    return cache_root() / "compute_stats.json"
 
 
 def _cache_key(spec: VariantSpec) -> str:
