@@ -91,7 +91,6 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
     loader = torch.utils.data.DataLoader(Folder(), batch_size=config.train.micro_batch, shuffle=True, drop_last=True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     unet, optimizer, loader = accelerator.prepare(unet, optimizer, loader)
-    vae_dev = None
     if vae is not None:
         vae.to(accelerator.device)
     text_encoder.to(accelerator.device)
@@ -121,7 +120,6 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
             optimizer.step()
             optimizer.zero_grad()
             done += 1
-    del vae_dev
     return steps * config.train.micro_batch / (time.perf_counter() - start)
 
 

@@ -186,7 +186,9 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
             grad_norm = accelerator.clip_grad_norm_(params, config.optim.grad_clip or float("inf"))
             grad_norm = float(grad_norm)
-            if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
+            # fp16's loss scaler skips steps with inf gradients by itself; bf16/fp32 have no such guard.
+            grad_ok = math.isfinite(grad_norm) or config.train.mixed_precision == "fp16"
+            if not (math.isfinite(mean_loss) and grad_ok):
                 optimizer.zero_grad(set_to_none=True)
                 raise _diverged(out, state, mean_loss, grad_norm)
             optimizer.step()
@@ -217,10 +219,12 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
                 window_start, window_samples = time.monotonic(), 0
             progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s)
 
+            io_start = time.monotonic()
             if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
                 result.checkpoint = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
             if config.eval.every and state.step % config.eval.every == 0:
                 result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, account))
+            window_start += time.monotonic() - io_start  # samples/s counts training time only
     finally:
         progress.close()
         accelerator.end_training()

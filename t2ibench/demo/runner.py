@@ -88,7 +88,7 @@ class DemoSettings:
     threads: int | None = None
     progress: bool = True
 
-    RUN_ONLY = ("out", "steps", "device", "threads", "progress")
+    RUN_ONLY = ("out", "steps", "eval_every", "device", "threads", "progress")
 
     def study(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k not in self.RUN_ONLY}
@@ -312,7 +312,7 @@ class Demo:
                 rec = json.loads(path.read_text())
                 m = rec["metrics"][METRIC]
                 step = int(rec["step"])
-                if step > self.s.steps or step % self.s.eval_every:
+                if step > self.s.steps:  # evaluated by an earlier, longer run of this demo
                     continue
                 report.params = rec.get("params") or report.params
                 report.scores.append(StepScore(step, float(m["value"]), dict(m.get("categories") or {}),
