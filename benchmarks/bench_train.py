@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--frozen", choices=("tiny", "study"), default="tiny")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -160,15 +161,24 @@ def main() -> None:
         what = "SDXL topology (channels 32, depth 0,1,2), OpenCLIP-H text tower + SDXL VAE architectures, 256 px"
     config = apply_overrides(RunConfig(variant="sdxl"), common)
     print(f"bench_train: {what}; batch {args.batch}; {args.steps} timed steps after {args.steps} warm-up; "
-          f"torch threads {torch.get_num_threads()}")
-    rates = {
-        "diffusers-style step": diffusers_style(config, args.steps, args.steps),
-        "t2ibench step": t2ibench_rate(config, args.steps, args.steps, work / "run", cache=False),
-        "t2ibench step, cached latents+text": t2ibench_rate(config, args.steps, args.steps, work / "run_cached", cache=True),
-    }
+          f"median of {args.rounds} rounds; torch threads {torch.get_num_threads()}")
+    # Rounds alternate the three methods so a busy machine slows them alike; the median is reported.
+    runs: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        measured = {
+            "diffusers-style step": diffusers_style(config, args.steps, args.steps),
+            "t2ibench step": t2ibench_rate(config, args.steps, args.steps, work / f"run{r}", cache=False),
+            "t2ibench step, cached latents+text": t2ibench_rate(
+                apply_overrides(config, {"data.cache_dir": str(work / "cache")}), args.steps, args.steps,
+                work / f"run_cached{r}", cache=True),
+        }
+        for name, rate in measured.items():
+            runs.setdefault(name, []).append(rate)
+    rates = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
     base = rates["diffusers-style step"]
     for name, rate in rates.items():
-        print(f"  {name:38s} {rate:8.2f} samples/s   x{rate / base:.2f} vs diffusers-style")
+        spread = ", ".join(f"{v:.2f}" for v in runs[name])
+        print(f"  {name:38s} {rate:8.2f} samples/s   x{rate / base:.2f} vs diffusers-style   (rounds: {spread})")
     print(f"  cache speed-up over t2ibench uncached: x{rates['t2ibench step, cached latents+text'] / rates['t2ibench step']:.2f}")
 
 
