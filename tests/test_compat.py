@@ -52,6 +52,10 @@ def test_compiled_ops_probe_tells_loadable_from_broken_libraries(tmp_path):
 
 
 def test_fix_is_inert_when_compiled_ops_load(monkeypatch):
+    # Let the start-up hook do its one-shot work first: find_spec("torchvision") inside
+    # define_missing_ops would otherwise fire it under the patch below and leave this process broken.
+    import torchvision  # noqa: F401
+
     monkeypatch.setattr(torchvision_ops, "compiled_ops_load", lambda _dir: True)
     monkeypatch.setattr(torchvision_ops, "_library", None)
     assert torchvision_ops.define_missing_ops() == []

@@ -61,7 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.list_variants:
         for v in MICRO_VARIANTS.values():
             sizes = " ".join(f"model.{k}={val}" for k, val in v.sizes.items())
-            console.print(f"{v.name:16s} {v.base}  {sizes}  {v.description}", highlight=False)
+            print(f"{v.name:14s} {v.base}  {sizes:62s} {v.description}")
         return 0
     settings = DemoSettings(
         out=args.out, variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()), steps=args.steps,
