@@ -118,9 +118,10 @@ def test_more_steps_continue_training(demo_run, capsys):
     code, report = _demo(out, "--steps", "6", "--variants", VARIANTS[0], capsys=capsys)
     assert code == 0
     after = _checkpoint_files(out)
-    assert {k: v for k, v in after.items() if k in before} == before  # old checkpoints untouched
-    new = set(after) - set(before)
-    assert new == {f"runs/{VARIANTS[0]}/checkpoints/step-00000006/training_state/state.json"}
+    name = f"runs/{VARIANTS[0]}/checkpoints/step-{{:08d}}/training_state/state.json"
+    assert set(after) - set(before) == {name.format(6)}  # continued from step 4, not from scratch
+    assert after[name.format(4)] == before[name.format(4)]
+    assert name.format(2) not in after  # the demo keeps the two newest checkpoints of a run
     assert [s["step"] for s in report["variants"][0]["scores"]] == [0, 2, 4, 6]
 
 

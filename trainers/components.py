@@ -108,5 +108,12 @@ def build_model(config: RunConfig) -> TextToImageModel:
     if vae is not None:
         vae_info = {"scaling_factor": float(vae.config.scaling_factor), **vae_ref}
     info = ModelInfo(variant=spec.to_dict(), text_encoder={**text_encoder.config(), **text_ref}, vae=vae_info,
-                     schedule=asdict(NoiseSchedule()), resolution=config.resolution)
+                     schedule=asdict(noise_schedule(config)), resolution=config.resolution)
     return TextToImageModel(backbone, text_encoder, vae, info)
+
+
+def noise_schedule(config) -> NoiseSchedule:
+    m = config.model
+    if m.beta_schedule not in ("scaled_linear", "linear"):
+        raise UserError(f"model.beta_schedule must be scaled_linear or linear, not {m.beta_schedule!r}")
+    return NoiseSchedule(beta_schedule=m.beta_schedule, beta_start=m.beta_start, beta_end=m.beta_end)

@@ -232,7 +232,7 @@ class Demo:
             f"run={variant.name}", f"out={self.run_dir(variant)}", f"data.path={self.data_dir / 'train'}",
             "data.num_workers=0", f"train.steps={s.steps}", f"train.micro_batch={s.batch}",
             "train.mixed_precision=no", f"train.cpu={str(s.device == 'cpu').lower()}",
-            f"checkpoint.every={s.eval_every}", "checkpoint.keep=0", "checkpoint.embed_frozen=true",
+            f"checkpoint.every={s.eval_every}", "checkpoint.keep=2", "checkpoint.embed_frozen=true",
             f"eval.every={s.eval_every}", f"eval.metrics={METRIC}", f"eval.limit={self.s.prompts}",
             f"eval.db={self.db}", f"eval.steps={s.sample_steps}", f"eval.cfg={s.cfg}", "eval.seed=0",
             f"eval.batch_size={min(64, self.s.prompts)}", f"eval.options={json.dumps(scorer_options)}",
