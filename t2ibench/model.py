@@ -51,7 +51,10 @@ class NoiseSchedule:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"
-    prediction_type: str = "epsilon"
+    prediction_type: str = "epsilon"  # or "v_prediction"
+    # Rescale betas to zero signal at t=T (Lin et al., 2024). Needs v-prediction; sampling then starts
+    # at t=T exactly (trailing spacing), so no image content is read from the initial noise.
+    rescale_betas_zero_snr: bool = False
 
     def ddpm(self):
         from diffusers import DDPMScheduler
@@ -61,9 +64,17 @@ class NoiseSchedule:
     def ddim(self):
         from diffusers import DDIMScheduler
 
+        if self.rescale_betas_zero_snr:
+            return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing", **asdict(self))
         # SD2-base inference settings for DDIM: leading spacing, steps_offset 1, no clipping.
         return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                              timestep_spacing="leading", **asdict(self))
+
+    def training_target(self, scheduler, x0, noise, timesteps):
+        """What the backbone learns to predict: the noise (epsilon) or the velocity (v)."""
+        if self.prediction_type == "v_prediction":
+            return scheduler.get_velocity(x0, noise, timesteps)
+        return noise
 
 
 class OpenClipTextEncoder(nn.Module):

@@ -116,4 +116,10 @@ def noise_schedule(config) -> NoiseSchedule:
     m = config.model
     if m.beta_schedule not in ("scaled_linear", "linear"):
         raise UserError(f"model.beta_schedule must be scaled_linear or linear, not {m.beta_schedule!r}")
-    return NoiseSchedule(beta_schedule=m.beta_schedule, beta_start=m.beta_start, beta_end=m.beta_end)
+    if m.prediction_type not in ("epsilon", "v_prediction"):
+        raise UserError(f"model.prediction_type must be epsilon or v_prediction, not {m.prediction_type!r}")
+    if m.zero_terminal_snr and m.prediction_type != "v_prediction":
+        raise UserError("model.zero_terminal_snr=true needs model.prediction_type=v_prediction "
+                        "(epsilon carries no information at zero signal)")
+    return NoiseSchedule(beta_schedule=m.beta_schedule, beta_start=m.beta_start, beta_end=m.beta_end,
+                         prediction_type=m.prediction_type, rescale_betas_zero_snr=m.zero_terminal_snr)

@@ -59,6 +59,8 @@ class ModelConfig:
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
+    prediction_type: str = "epsilon"  # or v_prediction
+    zero_terminal_snr: bool = False  # rescale betas to zero signal at t=T (needs v_prediction)
 
 
 @dataclass

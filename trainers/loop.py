@@ -159,7 +159,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             timesteps = batch["timesteps"].to(device)
             noisy = noise_schedule.add_noise(x0, noise, timesteps)
         pred = model.predict_noise(noisy, timesteps, context, backbone=backbone)
-        per_sample = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+        target = model.schedule.training_target(noise_schedule, x0, noise, timesteps)
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         accelerator.backward(per_sample.sum() * (world / global_batch))
         return per_sample.detach().sum()
 
