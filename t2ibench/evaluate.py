@@ -57,7 +57,8 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -307,7 +308,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - t_start, 3),
     }
     record["manifest_hash"] = manifest_hash(record["manifest"])
-    _write_json_atomic(out_dir / RESULTS_FILE, record)
+    write_json_atomic(out_dir / RESULTS_FILE, record)
     if store:
         _store_rows(record, names, db)
     dist.barrier()

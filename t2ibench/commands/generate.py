@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from t2ibench.evaluate import _distributed, _write_json_atomic
+    from t2ibench.evaluate import _distributed, write_json_atomic
     from t2ibench.generate import as_sampleable, generate, settings_key
     from t2ibench.prompts import load_prompt_set
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                     "path": os.path.relpath(p, args.out)} for i, (r, p) in enumerate(zip(pset.records, paths))],
         "processes": dist.world, "seconds": round(time.time() - t0, 3),
     }
-    _write_json_atomic(Path(args.out) / "generation.json", index)
+    write_json_atomic(Path(args.out) / "generation.json", index)
     if args.format == "json":
         print(json.dumps({"images": len(paths), "index": str(Path(args.out) / "generation.json"),
                           "image_dir": str(paths[0].parent) if paths else None}))
