@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_t2i import tiny_model, tiny_spec, tiny_text_encoder, write_question_file  # noqa: E402
@@ -22,12 +21,7 @@ P = Protocol(steps=3, resolution=16)
 CAPTIONS = {f"shapes_{i}": f"a red circle and {i + 1} blue squares" for i in range(5)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

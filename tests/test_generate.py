@@ -27,14 +27,7 @@ P = Protocol(steps=4, resolution=16)
 PROMPTS = [f"a {c} circle and a {s}" for c in ("red", "green", "blue") for s in ("square", "triangle")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: fast on a busy CI box, and the same thread count as the subprocesses
-    (torch's CPU kernels may round differently with another thread count; see generate.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,7 @@ from t2ibench.metrics.tifa.tiny import build_tiny_blip_vqa, build_tiny_qwen25_vl
 MINILM = "all-minilm-l6-v2"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models gain nothing from threads, and on a busy 2-core runner OpenMP threads contend badly.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

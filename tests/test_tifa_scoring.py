@@ -45,15 +45,7 @@ class ScriptedExactChoices(ScriptedAnswers):
     answers_are_choices = True
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # The small mapping model gains nothing from threads; on a busy 2-core runner they contend badly.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
