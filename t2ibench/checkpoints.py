@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
@@ -52,11 +52,7 @@ def file_sha256(path: Path) -> str:
     cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|") and os.path.exists(k.split("|", 1)[0])}
     cache[key] = digest
     try:  # best effort: a lost update only costs a re-hash later
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".file_hashes.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(cache, fh)
-        os.replace(tmp, cache_file)
+        write_json_atomic(cache_file, cache, indent=None)
     except OSError:
         pass
     return digest
@@ -158,11 +154,10 @@ def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: 
 
 def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
     from diffusers import DiffusionPipeline
-
-    from t2ibench.generate import PipelineSampler
-
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
+
+    from t2ibench.generate import PipelineSampler
 
     diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
     transformers_logging.disable_progress_bar()

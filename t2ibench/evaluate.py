@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
 from t2ibench.generate import UNCOND_PROMPT, Protocol, as_sampleable, generate
 
@@ -55,18 +55,6 @@ def library_versions() -> dict[str, str | None]:
 
 def manifest_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, default=str)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass
@@ -100,7 +88,11 @@ def _metric_list(metrics) -> list[str]:
 
 def _prompt_sets(metrics: list[str], prompts, prompts_dir, limit, options: dict[str, dict]) -> dict[str, Any]:
     """metric -> PromptSet (sets shared between metrics are loaded once)."""
-    from t2ibench.prompts import default_prompt_set, load_prompt_set, prompts_from_tifa_questions
+    from t2ibench.prompts import (
+        default_prompt_set,
+        load_prompt_set,
+        prompts_from_tifa_questions,
+    )
 
     loaded: dict[str, Any] = {}
     out = {}

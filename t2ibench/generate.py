@@ -27,12 +27,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import atomic_open
 from t2ibench.errors import UserError
 
 UNCOND_PROMPT = ""
@@ -277,16 +277,8 @@ class ImageCache:
     def write(self, path: Path, pixels) -> None:
         from PIL import Image
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                Image.fromarray(pixels).save(fh, format="PNG")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_open(path, "wb", fsync=True) as fh:
+            Image.fromarray(pixels).save(fh, format="PNG")
 
 
 def image_cache(cache_dir: Path, model: Sampleable, prompt_set, protocol: Protocol) -> ImageCache:
@@ -348,8 +340,14 @@ class _progress:
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -17,7 +17,6 @@ import math
 import os
 import random
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -347,7 +347,7 @@ class ResultsStore:
         fmt = _format_of(dest, fmt)
         rows = self.query()
         text = rows_to_json(rows) if fmt == "json" else rows_to_csv(rows)
-        _atomic_write(dest, text)
+        write_text_atomic(dest, text, newline="")
         return len(rows)
 
     def import_file(self, src: str | os.PathLike[str], fmt: str | None = None) -> int:
@@ -382,18 +382,6 @@ def _format_of(path: Path, fmt: str | None) -> str:
     if fmt not in ("csv", "json"):
         raise UserError(f"results import/export: cannot tell the format of {path}; use .csv or .json")
     return fmt
-
-
-def _atomic_write(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rows_to_json(rows: Iterable[ResultRow]) -> str:

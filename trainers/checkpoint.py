@@ -21,7 +21,6 @@ Every rank takes part in gathering the full state (FSDP shards it) and writes it
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
 from t2ibench.model import replace_dir
 
@@ -180,7 +180,7 @@ def save_checkpoint(accelerator, out: Path, *, model, backbone, optimizer, sched
     accelerator.wait_for_everyone()
     if rank0:
         replace_dir(partial, final)
-        _write_text_atomic(root / LATEST, name)
+        write_text_atomic(root / LATEST, name)
         _prune(root, keep, name)
     accelerator.wait_for_everyone()
     return final
@@ -232,7 +232,7 @@ def _prune(root: Path, keep: int, newest: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    _write_text_atomic(path, json.dumps(obj, indent=1, default=_json_default))
+    write_text_atomic(path, json.dumps(obj, indent=1, default=_json_default))
 
 
 def _json_default(obj):
@@ -243,9 +243,3 @@ def _json_default(obj):
     if isinstance(obj, torch.Tensor):
         return obj.tolist()
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

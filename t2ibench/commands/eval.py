@@ -232,7 +232,7 @@ def eval_images(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = Path(out_dir) / RESULTS_FILE
-    from t2ibench.evaluate import write_json_atomic
+    from t2ibench.atomic import write_json_atomic
 
     write_json_atomic(path, record)
     summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from t2ibench.evaluate import _distributed, write_json_atomic
+    from t2ibench.atomic import write_json_atomic
+    from t2ibench.evaluate import _distributed
     from t2ibench.generate import as_sampleable, generate, settings_key
     from t2ibench.prompts import load_prompt_set
 

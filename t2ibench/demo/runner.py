@@ -22,13 +22,13 @@ run-config overrides, recorded in every checkpoint and listed in `demo_overrides
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
 
 STATE_FILE = "demo.json"
@@ -192,7 +192,7 @@ class Demo:
                 raise UserError(f"{self.out} holds a demo with {k}={old.get(k)!r} (now {new.get(k)!r}); "
                                 "rerun with --fresh or choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_json(state_path, {"study": self.s.study(), "overrides": {v: self.overrides(MICRO_VARIANTS[v])
+        write_json_atomic(state_path, {"study": self.s.study(), "overrides": {v: self.overrides(MICRO_VARIANTS[v])
                                                                          for v in self.s.variants}})
 
     # -- 1. data ---------------------------------------------------------------------------------------
@@ -353,12 +353,6 @@ def _protocol(config):
                     base_seed=config.eval.seed)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def run_demo(settings: DemoSettings, *, fresh: bool = False, console=None) -> DemoReport:
     """The whole study; returns what `t2ibench demo` prints."""
     import torch
@@ -378,7 +372,7 @@ def run_demo(settings: DemoSettings, *, fresh: bool = False, console=None) -> De
     site = demo.build_site()
     gt = demo.ground_truth()
     report = DemoReport(demo.out, demo.db, site, demo.collect(), time.time() - t0, gt)
-    _write_json(demo.out / "summary.json", report.to_dict())
+    write_json_atomic(demo.out / "summary.json", report.to_dict())
     return report
 
 

@@ -21,15 +21,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 
+from t2ibench.atomic import write_bytes_atomic
 from t2ibench.errors import UserError
 
 # Colour name -> RGB. The default six sit near corners of the RGB cube (min pairwise distance ~160 of
@@ -305,13 +304,6 @@ def eval_specs(world: ShapesWorld, n: int, seed: int) -> list[SceneSpec]:
     return list(seen.values())
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -341,11 +333,11 @@ def write_training_set(out_dir: str | Path, world: ShapesWorld, n: int, seed: in
         stem = f"train_{i:06d}"
         png, txt = out / f"{stem}.png", out / f"{stem}.txt"
         if not (png.exists() and txt.exists()):
-            _atomic_write_bytes(png, _png_bytes(world.render(scene)))
-            _atomic_write_bytes(txt, scene.caption.encode())
+            write_bytes_atomic(png, _png_bytes(world.render(scene)))
+            write_bytes_atomic(txt, scene.caption.encode())
         lines.append(json.dumps({"stem": stem, **scene.scene_graph()}))
-    _atomic_write_bytes(out / "scenes.jsonl", ("\n".join(lines) + "\n").encode())
-    _atomic_write_bytes(previous, json.dumps({**settings, "n": n}, indent=1).encode())
+    write_bytes_atomic(out / "scenes.jsonl", ("\n".join(lines) + "\n").encode())
+    write_bytes_atomic(previous, json.dumps({**settings, "n": n}, indent=1).encode())
     return out
 
 
@@ -368,10 +360,10 @@ def write_eval_set(out_dir: str | Path, world: ShapesWorld, n_prompts: int, seed
         questions.extend(questions_for_spec(spec, cid, world))
         if reference_images:
             image = world.render(world.layout(spec, rng))
-            _atomic_write_bytes(out / "reference" / f"{cid}.png", _png_bytes(image))
+            write_bytes_atomic(out / "reference" / f"{cid}.png", _png_bytes(image))
     paths = {"text_inputs": out / "text_inputs.json", "questions": out / "questions.json"}
-    _atomic_write_bytes(paths["text_inputs"], json.dumps(text_inputs, indent=1).encode())
-    _atomic_write_bytes(paths["questions"], json.dumps(questions, indent=1).encode())
+    write_bytes_atomic(paths["text_inputs"], json.dumps(text_inputs, indent=1).encode())
+    write_bytes_atomic(paths["questions"], json.dumps(questions, indent=1).encode())
     if reference_images:
         paths["reference"] = out / "reference"
     return paths

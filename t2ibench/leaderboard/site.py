@@ -10,18 +10,28 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 from pathlib import Path
 
+from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
 from t2ibench.leaderboard import plots
 from t2ibench.leaderboard.analysis import (
-    SELECT_MODES, ProtocolGroup, competition_ranks, fit_scaling, group_by_protocol, x_value,
+    SELECT_MODES,
+    ProtocolGroup,
+    competition_ranks,
+    fit_scaling,
+    group_by_protocol,
+    x_value,
 )
-from t2ibench.leaderboard.reference import PAPER_FIT_METRIC, PAPER_FITS, TABLE4_SOURCE, table4_for
+from t2ibench.leaderboard.reference import (
+    PAPER_FIT_METRIC,
+    PAPER_FITS,
+    TABLE4_SOURCE,
+    table4_for,
+)
 from t2ibench.store import ResultRow, ResultsStore
 
 DEFAULT_OUT = Path("leaderboard") / "site"
@@ -212,7 +222,7 @@ def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, s
         nav = f"<nav><ul>{''.join(links)}</ul></nav>"
     _remove_stale_plots(out / PLOTS_DIR, keep=set(made))
     index = out / "index.html"
-    _atomic_write(index, _page("t2ibench leaderboard", meta, nav, body))
+    write_text_atomic(index, _page("t2ibench leaderboard", meta, nav, body))
     return SiteReport(out=out, index=index, n_rows=len(rows), n_groups=len(groups), plots=made)
 
 
@@ -225,12 +235,3 @@ def _remove_stale_plots(pdir: Path, keep: set[Path]) -> None:
             p.unlink()
 
 
-def _atomic_write(dest: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

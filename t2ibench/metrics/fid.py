@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from t2ibench.atomic import atomic_open
 from t2ibench.errors import UserError
 from t2ibench.metrics.base import ImageLike, MetricResult, PromptRecord, Scorer
 from t2ibench.weights import WeightFile
@@ -86,7 +85,9 @@ class FID(Scorer):
                  cache_dir: str | Path | None = None, **options: Any):
         super().__init__(device, weights, **options)
         import torch
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
 
         self.resize = check_resize(resize)
         self.real_images = Path(real_images) if real_images else None
@@ -195,16 +196,17 @@ class FID(Scorer):
         if n < 2:
             raise UserError(f"fid needs at least 2 real images; {n} readable of {len(files)}")
         stats = fid_features_to_statistics(torch.cat(feats))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(cache, "wb") as f:
             np.savez(f, mu=stats["mu"], sigma=stats["sigma"], n=n, skipped=skipped)
-        os.replace(tmp, cache)
         return stats, n, skipped
 
     def compute(self) -> MetricResult:
         import torch
-        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+        from torch_fidelity.metric_fid import (
+            KEY_METRIC_FID,
+            fid_features_to_statistics,
+            fid_statistics_to_metric,
+        )
 
         n = sum(len(f) for f in self._features)
         if n < 2:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from t2ibench.atomic import write_bytes_atomic
 from t2ibench.errors import UserError
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "prompts"
@@ -165,10 +165,4 @@ def _download(spec: FileSpec, dest: Path) -> None:
             raise UserError(f"{spec.filename}: the manifest names no upstream URL")
         with urllib.request.urlopen(spec.url, timeout=_FETCH_TIMEOUT_S) as resp:  # noqa: S310 (pinned https URL)
             data = resp.read()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_bytes_atomic(dest, data)

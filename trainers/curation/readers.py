@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from t2ibench.atomic import write_bytes_atomic as atomic_write_bytes  # noqa: F401 (re-exported)
 from t2ibench.errors import UserError
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -282,12 +283,6 @@ def decode_image(data: bytes | None):
 def image_ext(image, fallback: str) -> str:
     fmt = image.info.get("source_format") if image is not None else None
     return PIL_FORMAT_EXT.get(fmt or "", fallback or "jpg")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj) -> None:

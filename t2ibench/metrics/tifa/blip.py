@@ -17,14 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from t2ibench.metrics.tifa.vqa import VQABackend, snapshot_tag, to_rgb
-from t2ibench.weights import WeightFile
-
-_HF_FILES = ("*.json", "*.safetensors", "*.txt")
+from t2ibench.metrics.tifa.vqa import HubVQABackend, snapshot_tag, to_rgb
 
 
-class BlipVQA(VQABackend):
-    repo_id: ClassVar[str]
+class BlipVQA(HubVQABackend):
     answers_are_choices = False
     max_length: ClassVar[int] = 50  # as in the official BLIP wrapper
 
@@ -34,19 +30,12 @@ class BlipVQA(VQABackend):
         import torch
         from transformers import BlipForQuestionAnswering, BlipProcessor
 
-        if weights is None:
-            raise ValueError(f"{self.name}: weights path required (resolved by the TIFA scorer)")
-        self.weights_path = Path(weights)
-        self.processor = BlipProcessor.from_pretrained(str(weights))
-        if len(self.processor.tokenizer) < 100:  # transformers 5 returns an empty tokenizer when files are missing
-            raise ValueError(f"{self.name}: tokenizer files missing or empty in {weights}")
+        path = self._weights_dir(weights)
+        self.processor = BlipProcessor.from_pretrained(path)
+        self._check_tokenizer(self.processor.tokenizer)
         self.dtype = getattr(torch, dtype)
-        self.model = BlipForQuestionAnswering.from_pretrained(str(weights), dtype=self.dtype).to(device).eval()
+        self.model = BlipForQuestionAnswering.from_pretrained(path, dtype=self.dtype).to(device).eval()
         self.batch_size = batch_size
-
-    @classmethod
-    def weight_files(cls) -> list[WeightFile]:
-        return [WeightFile("vqa", cls.repo_id, cls.repo_id.split("/")[-1], is_dir=True, allow_patterns=_HF_FILES)]
 
     @property
     def version(self) -> str:

@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from t2ibench.metrics.tifa.vqa import VQABackend, snapshot_tag, to_rgb
-from t2ibench.weights import WeightFile
+from t2ibench.metrics.tifa.vqa import HubVQABackend, snapshot_tag, to_rgb
 
 PROMPT = "{question}\nChoices: {choices}\nAnswer with exactly one of the choices and nothing else."
-_HF_FILES = ("*.json", "*.safetensors", "*.txt", "*.jinja")
 
 
 def match_choice(reply: str, choices: Sequence[str]) -> str:
@@ -28,8 +26,8 @@ def match_choice(reply: str, choices: Sequence[str]) -> str:
     return hits[0] if hits else reply.strip()
 
 
-class Qwen25VL(VQABackend):
-    repo_id: ClassVar[str]
+class Qwen25VL(HubVQABackend):
+    hub_files = ("*.json", "*.safetensors", "*.txt", "*.jinja")  # + the chat template
     answers_are_choices = False  # a generative model can still reply outside the choices
     max_new_tokens: ClassVar[int] = 16
 
@@ -39,23 +37,16 @@ class Qwen25VL(VQABackend):
         import torch
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        if weights is None:
-            raise ValueError(f"{self.name}: weights path required (resolved by the TIFA scorer)")
-        self.weights_path = Path(weights)
+        path = self._weights_dir(weights)
         kwargs = {"max_pixels": max_pixels} if max_pixels else {}
-        self.processor = AutoProcessor.from_pretrained(str(weights), **kwargs)
-        if len(self.processor.tokenizer) < 100:  # transformers 5 returns an empty tokenizer when files are missing
-            raise ValueError(f"{self.name}: tokenizer files missing or empty in {weights}")
+        self.processor = AutoProcessor.from_pretrained(path, **kwargs)
+        self._check_tokenizer(self.processor.tokenizer)
         self.processor.tokenizer.padding_side = "left"  # decoder-only batched generation
         if dtype == "auto":
             dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
         self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(weights), dtype=getattr(torch, dtype)).to(device).eval()
+            path, dtype=getattr(torch, dtype)).to(device).eval()
         self.batch_size = batch_size
-
-    @classmethod
-    def weight_files(cls) -> list[WeightFile]:
-        return [WeightFile("vqa", cls.repo_id, cls.repo_id.split("/")[-1], is_dir=True, allow_patterns=_HF_FILES)]
 
     @property
     def version(self) -> str:

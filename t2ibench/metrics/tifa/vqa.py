@@ -44,6 +44,27 @@ class VQABackend(ABC):
         """Free-form answers, one per (images[i], questions[i], choices[i]); batched internally."""
 
 
+class HubVQABackend(VQABackend):
+    """A transformers model from one hub snapshot (repo `repo_id`), resolved by the TIFA scorer."""
+
+    repo_id: ClassVar[str]
+    hub_files: ClassVar[tuple[str, ...]] = ("*.json", "*.safetensors", "*.txt")
+
+    @classmethod
+    def weight_files(cls) -> list[WeightFile]:
+        return [WeightFile("vqa", cls.repo_id, cls.repo_id.split("/")[-1], is_dir=True, allow_patterns=cls.hub_files)]
+
+    def _weights_dir(self, weights: Path | None) -> str:
+        if weights is None:
+            raise ValueError(f"{self.name}: weights path required (resolved by the TIFA scorer)")
+        self.weights_path = Path(weights)
+        return str(weights)
+
+    def _check_tokenizer(self, tokenizer) -> None:
+        if len(tokenizer) < 100:  # transformers 5 returns an empty tokenizer when files are missing
+            raise ValueError(f"{self.name}: tokenizer files missing or empty in {self.weights_path}")
+
+
 # name -> "module:Class" (imported on use), or a VQABackend subclass registered at run time.
 VQA_BACKENDS: dict[str, str | type[VQABackend]] = {
     "shapes-measure": "t2ibench.demo.measure_vqa:ShapesMeasureVQA",
