@@ -25,6 +25,25 @@ from t2ibench.errors import UserError
 from t2ibench.weights import WeightFile, resolve
 
 
+_PREPROCESS_POOL = None
+
+
+def map_images(fn: Callable[[Any], Any], images: Sequence[Any]) -> list[Any]:
+    """`[fn(im) for im in images]` on a small shared thread pool. The per-image PIL steps of the
+    libraries' preprocessing (resize, crop) release the GIL, so a batch's images are resized in
+    parallel while each image's numbers stay exactly the library's."""
+    global _PREPROCESS_POOL
+    if len(images) < 4:
+        return [fn(im) for im in images]
+    if _PREPROCESS_POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _PREPROCESS_POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                              thread_name_prefix="t2ibench-preprocess")
+    return list(_PREPROCESS_POOL.map(fn, images))
+
+
 @dataclass
 class PromptRecord:
     """One prompt of a prompt set. `meta` carries what a metric needs beyond the text

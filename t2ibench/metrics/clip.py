@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from t2ibench.metrics.base import ImageLike, ItemScore, PromptRecord, Scorer
+from t2ibench.metrics.base import ImageLike, ItemScore, PromptRecord, Scorer, map_images
 from t2ibench.weights import WeightFile
 
 
@@ -92,7 +92,7 @@ class ClipScore(Scorer):
         import torch
         import torch.nn.functional as F
 
-        pixels = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        pixels = torch.stack(map_images(self.preprocess, images)).to(self.device)
         tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.inference_mode():
             img = F.normalize(self.model.encode_image(pixels).float(), dim=-1)
