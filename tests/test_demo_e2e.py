@@ -78,6 +78,14 @@ def test_every_stage_produced_results(demo_run):
             assert json.loads(ckpt.read_text())["tags"]["step"] == step
             result = json.loads((out / "runs" / v / "eval" / f"step-{step:08d}" / "results.json").read_text())
             assert result["manifest"]["protocol"]["steps"] == 2
+            assert result["manifest"]["protocol"]["resolution"] == 16
+        # the demo's departures from the recipe are run-config overrides, carried into the model's schedule
+        config = json.loads((out / "runs" / v / "config.json").read_text())
+        assert config["resolution"] == 16
+        assert config["model"]["prediction_type"] == "v_prediction" and config["model"]["zero_terminal_snr"]
+        saved = json.loads((out / "runs" / v / "checkpoints" / "step-00000004" / "model" / "t2ibench_model.json")
+                           .read_text())["schedule"]
+        assert saved["prediction_type"] == "v_prediction" and saved["rescale_betas_zero_snr"]
     # summary mirrors the store
     by_run = {v["name"]: {s["step"]: s["tifa"] for s in v["scores"]} for v in summary["variants"]}
     for r in rows:

@@ -48,9 +48,10 @@ def test_registered_as_a_tifa_backend():
 
 @pytest.mark.parametrize("world", [
     ShapesWorld(max_objects=4),                                  # the default 32 px, 2x2 grid
+    ShapesWorld(resolution=16, max_objects=4),                   # t2ibench demo's world: 6 px objects
     ShapesWorld(resolution=32, grid=3, max_objects=4),           # 8 px objects
     ShapesWorld(resolution=64, grid=3, max_objects=4, jitter=2),
-], ids=["32px-grid2", "32px-grid3", "64px-grid3-jitter"])
+], ids=["32px-grid2", "16px-grid2", "32px-grid3", "64px-grid3-jitter"])
 def test_accurate_on_clean_renders(backend, world):
     accuracy, n = _accuracy(backend, world, n_scenes=250, seed=11)
     assert n > 2000

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "results and build the leaderboard. Resumable: rerun the same command after an interruption.",
         epilog="examples:\n"
                "  t2ibench demo                                   # defaults: ~10 min on 2 CPU cores\n"
-               "  t2ibench demo --steps 1200 --eval-every 300      # continue the same demo for longer\n"
+               "  t2ibench demo --steps 2400                      # continue the same demo for longer\n"
                "  t2ibench demo --out demo-gpu --device cuda --variants sdxl-c32-td1,sdxl-c32-td2 --steps 5000\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out, help=f"demo directory (default {d.out}/)")
@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=d.device, help="where to train and sample")
     p.add_argument("--fresh", action="store_true", help="delete this demo directory's earlier results first")
     study = p.add_argument_group("study settings (recorded; changing them needs --fresh or another --out)")
+    study.add_argument("--resolution", type=int, default=d.resolution,
+                       help=f"image side in pixels; the world is a 2x2 grid (default {d.resolution})")
+    study.add_argument("--prediction", choices=("v_prediction", "epsilon"), default=d.prediction,
+                       help="training target: v_prediction on a zero-terminal-SNR schedule (default), or the "
+                            "recipe's epsilon on SD's schedule")
     study.add_argument("--batch", type=int, default=d.batch, help=f"global batch (default {d.batch})")
     study.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
     study.add_argument("--warmup", type=int, default=d.warmup, help=f"LR warmup steps (default {d.warmup})")
@@ -67,7 +72,8 @@ def _demo(args: argparse.Namespace) -> int:
         out=args.out, variants=tuple(x.strip() for x in args.variants.split(",") if x.strip()), steps=args.steps,
         eval_every=args.eval_every, prompts=args.prompts, train_images=args.train_images, batch=args.batch,
         lr=args.lr, warmup=args.warmup, sample_steps=args.sample_steps, cfg=args.cfg, seed=args.seed,
-        max_objects=args.max_objects, device=args.device, threads=args.threads)
+        max_objects=args.max_objects, resolution=args.resolution, prediction=args.prediction, device=args.device,
+        threads=args.threads)
     if args.format == "json":  # stdout carries only the JSON: progress output (the trainer's too) goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             report = run_demo(settings, fresh=args.fresh, console=console)
