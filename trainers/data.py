@@ -76,20 +76,14 @@ class _FolderReader:
 
 def _index_tars(ds: readers.Dataset) -> SampleIndex:
     """Member offsets of every shard (headers only), so a sample can be read with one seek."""
-    from webdataset.tariterators import base_plus_ext
-
     locators, blocks, bad = [], [], 0
     for shard in ds.shards:
         start = len(locators)
         grouped: OrderedDict[str, dict[str, tuple[int, int]]] = OrderedDict()
         try:
             with tarfile.open(shard.source, mode="r:") as tar:
-                for info in tar:
-                    if not info.isreg():
-                        continue
-                    key, ext = base_plus_ext(info.name)
-                    if key is not None:
-                        grouped.setdefault(key, {})[ext.lower()] = (info.offset_data, info.size)
+                for info, key, ext in readers.tar_members(tar):
+                    grouped.setdefault(key, {})[ext.lower()] = (info.offset_data, info.size)
         except (tarfile.TarError, OSError, EOFError):
             bad += 1  # keep the samples indexed before the damage
         locators += [(shard.source, key, members) for key, members in grouped.items()]

@@ -188,18 +188,24 @@ def _sample_from_members(key: str, members: dict[str, bytes]) -> Sample:
                   record, syn, extra)
 
 
-def _tar_samples(shard: Shard, stats: ShardStats) -> Iterator[Sample]:
+def tar_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """(member, key, extension) of every regular file in a tar, named the webdataset way
+    (`dir/key.ext.more` -> key `dir/key`, extension `ext.more`); other entries are skipped."""
     from webdataset.tariterators import base_plus_ext
 
+    for info in tar:
+        if not info.isreg():
+            continue
+        key, ext = base_plus_ext(info.name)
+        if key is not None:
+            yield info, key, ext
+
+
+def _tar_samples(shard: Shard, stats: ShardStats) -> Iterator[Sample]:
     current_key, members = None, {}
     try:
         with tarfile.open(shard.source, mode="r|*") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue
-                key, ext = base_plus_ext(info.name)
-                if key is None:
-                    continue
+            for info, key, ext in tar_members(tar):
                 data = tar.extractfile(info).read()
                 if key != current_key:
                     if current_key is not None:
