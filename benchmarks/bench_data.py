@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.curation import tiny  # noqa: E402
+from tests.builders import curation_models as tiny  # noqa: E402
 
 
 def _timed(fn):
@@ -50,9 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from trainers.curation.caption import CaptionConfig, run_caption
-    from trainers.curation.filter import FilterConfig, run_filter
-    from trainers.curation.stats import NounExtractor, StatsConfig, run_stats
+    from t2ibench.data.caption import CaptionConfig, run_caption
+    from t2ibench.data.filter import FilterConfig, run_filter
+    from t2ibench.data.stats import NounExtractor, StatsConfig, run_stats
 
     n = args.images
     rows = []
@@ -76,9 +76,9 @@ def main() -> None:
             import open_clip
             from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-            from trainers.curation.aesthetic import AestheticScorer, build_head
-            from trainers.curation.nsfw import NsfwClassifier
-            from trainers.curation.readers import decode_image
+            from t2ibench.data.aesthetic import AestheticScorer, build_head
+            from t2ibench.data.nsfw import NsfwClassifier
+            from t2ibench.data.readers import decode_image
 
             images = [decode_image(tiny.encode(tiny.noise_image(i, (256, 256)))) for i in range(16)]
             clip, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14", force_quick_gelu=True)
@@ -92,8 +92,8 @@ def main() -> None:
             rows.append(("nsfw ViT-B/16, real size, batch 16", 16 / t_nsfw, "-", None))
             del clip, scorer, nsfw
 
-        from trainers.curation.caption import Captioner
-        from trainers.curation.readers import decode_image
+        from t2ibench.data.caption import Captioner
+        from t2ibench.data.readers import decode_image
 
         m = min(n, 32)
         images = [decode_image(tiny.encode(tiny.noise_image(i, (256, 256)))) for i in range(m)]

@@ -11,6 +11,11 @@ not a choice. Both use the same answer-mapping model (all-MiniLM-L6-v2 from gt-a
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import os
@@ -37,7 +42,7 @@ def main() -> None:
     from t2ibench.metrics.base import PromptRecord
     from t2ibench.metrics.tifa import TIFAScore
     from t2ibench.metrics.tifa.scoring import needs_mapping
-    from t2ibench.metrics.tifa.tiny import build_tiny_blip_vqa
+    from tests.builders.tifa_models import build_tiny_blip_vqa
 
     torch.set_num_threads(args.threads)
     qa = json.loads((SAMPLE / "sample_question_answers.json").read_text())

@@ -70,7 +70,7 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
     from PIL import Image
     from torchvision import transforms
 
-    from trainers.components import build_model
+    from t2ibench.train.components import build_model
 
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu)
     model = build_model(config)
@@ -124,8 +124,8 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
 
 
 def t2ibench_rate(config, steps: int, warmup: int, out: Path, cache: bool) -> float:
-    from trainers.config import apply_overrides
-    from trainers.loop import train
+    from t2ibench.train.config import apply_overrides
+    from t2ibench.train.loop import train
 
     # The last logging window covers exactly the `steps` measured steps.
     assert warmup == steps, "the measured window is one logging interval"
@@ -144,7 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from trainers.config import RunConfig, apply_overrides
+    from t2ibench.train.config import RunConfig, apply_overrides
 
     work = Path(tempfile.mkdtemp(prefix="bench_train."))
     res = 64 if args.frozen == "tiny" else 256

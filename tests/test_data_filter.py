@@ -13,9 +13,9 @@ import pytest
 
 from t2ibench.cli import main
 from t2ibench.errors import UserError
-from trainers.curation import tiny
-from trainers.curation.dedup import DuplicateIndex, hamming, image_hash
-from trainers.curation.filter import FilterConfig, run_filter
+from tests.builders import curation_models as tiny
+from t2ibench.data.dedup import DuplicateIndex, hamming, image_hash
+from t2ibench.data.filter import FilterConfig, run_filter
 
 KINDS = ("webdataset", "folder", "parquet")
 CHEAP = dict(chunk_size=4, min_size=16, max_aspect=4.0, dedup="phash", progress=False)
@@ -67,7 +67,7 @@ def _output(out: Path) -> dict[str, dict]:
 
 
 def test_demo_dataset_has_the_duplicates_it_claims(demo):
-    from trainers.curation.readers import decode_image
+    from t2ibench.data.readers import decode_image
 
     _, shards, _ = demo
     imgs = {s["key"]: decode_image(s["image"]) for shard in shards for s in shard}
@@ -123,7 +123,7 @@ def test_model_filters_match_the_libraries(demo, models, tmp_path):
     import torch
     from transformers import pipeline
 
-    from trainers.curation.readers import decode_image
+    from t2ibench.data.readers import decode_image
 
     paths, shards, _ = demo
     candidates = {s["key"]: decode_image(s["image"]) for shard in shards for s in shard}

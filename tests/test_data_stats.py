@@ -9,8 +9,8 @@ import json
 import pytest
 
 from t2ibench.cli import main
-from trainers.curation import tiny
-from trainers.curation.stats import NounExtractor, StatsConfig, humanize, run_stats
+from tests.builders import curation_models as tiny
+from t2ibench.data.stats import NounExtractor, StatsConfig, humanize, run_stats
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import torch
 
 from t2ibench.errors import UserError
 from train_helpers import png_bytes, shape_image, write_folder
-from trainers.config import RunConfig, apply_overrides
-from trainers.data import (
+from t2ibench.train.config import RunConfig, apply_overrides
+from t2ibench.train.data import (
     SampleRules, StepBatches, TrainingData, check_usable, choose_caption, collate, epoch_order, index_dataset,
 )
 
@@ -171,7 +171,7 @@ def test_webdataset_and_parquet_match_the_folder(tmp_path):
     pq.write_table(table, tmp_path / "pq" / "part-0.parquet", row_group_size=3)
     rules = SampleRules(resolution=32, min_side=32, alt_text_prob=0.5, top_k=5, caption_dropout=0.0,
                         noise_shape=(3, 32, 32))
-    from trainers.data import load_item
+    from t2ibench.train.data import load_item
 
     def content(spec):
         index = index_dataset(spec)
@@ -219,7 +219,7 @@ def test_randomness_is_a_function_of_position(tmp_path):
 
 
 def test_noise_schedule_is_a_recipe_field_that_reaches_the_model(tmp_path):
-    from trainers.components import build_model
+    from t2ibench.train.components import build_model
 
     base = RunConfig(variant="sdxl")
     assert (base.model.beta_schedule, base.model.beta_start, base.model.beta_end) == ("scaled_linear", 0.00085, 0.012)
@@ -239,7 +239,7 @@ def test_noise_schedule_is_a_recipe_field_that_reaches_the_model(tmp_path):
 
 def test_v_prediction_with_zero_terminal_snr(tmp_path):
     from t2ibench.model import NoiseSchedule
-    from trainers.components import build_model
+    from t2ibench.train.components import build_model
     from train_helpers import make_config
 
     schedule = NoiseSchedule(prediction_type="v_prediction", rescale_betas_zero_snr=True)

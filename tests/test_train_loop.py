@@ -16,7 +16,7 @@ import torch
 
 from t2ibench.errors import UserError
 from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
-from trainers.loop import TrainingDiverged, train
+from t2ibench.train.loop import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def test_tiny_vae_latent_space_with_and_without_cache(data, tmp_path):
 
 def test_ema_is_the_exact_average(data, tmp_path):
     # one step with decay 0.5: ema = 0.5 * initial + 0.5 * trained, checked against a fresh init
-    from trainers.components import build_model
+    from t2ibench.train.components import build_model
 
     config = make_config(data, tmp_path / "run", **{"train.ema": True, "train.ema_decay": 0.5, "train.steps": 1})
     result = train(config)

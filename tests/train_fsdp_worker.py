@@ -1,7 +1,7 @@
 """Run under torchrun by test_train_loop.py::test_fsdp2_ema_and_full_states: a scaled-down SDXL UNet
 sharded with FSDP2 (fully_shard, gloo, CPU), trained 2 steps next to an unsharded copy, checking that the
 trainer's EMA over shards equals the EMA of the gathered weights' history, and that the full-state
-save/restore helpers of trainers/checkpoint.py round-trip sharded weights, EMA and optimizer state."""
+save/restore helpers of t2ibench/train/state.py round-trip sharded weights, EMA and optimizer state."""
 
 import copy
 import sys
@@ -15,8 +15,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from t2ibench.variants import get_variant
-from trainers.checkpoint import _options, full_model_state, load_full_model_state
-from trainers.ema import EMA
+from t2ibench.train.state import _options, full_model_state, load_full_model_state
+from t2ibench.train.ema import EMA
 
 
 def sharded(spec, seed, mesh):

@@ -57,7 +57,7 @@ def tiny_overrides(data: Path, out: Path, variant: str = "sdxl", **extra) -> dic
 
 
 def make_config(data: Path, out: Path, variant: str = "sdxl", **extra):
-    from trainers.config import RunConfig, apply_overrides
+    from t2ibench.train.config import RunConfig, apply_overrides
 
     return apply_overrides(RunConfig(variant=variant), tiny_overrides(data, out, variant, **extra))
 

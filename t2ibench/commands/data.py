@@ -1,5 +1,5 @@
 """`t2ibench data filter|caption|stats`: curate a training set, add ranked synthetic captions, and
-describe it with the columns of the paper's Table 3. The work is in trainers/curation/."""
+describe it with the columns of the paper's Table 3. The work is in t2ibench/data/."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from trainers.curation.filter import FilterConfig, run_filter
+    from t2ibench.data.filter import FilterConfig, run_filter
 
     cfg = FilterConfig(data=args.data, out=args.out, kind=args.kind, chunk_size=args.chunk_size,
                        min_size=args.min_size, max_aspect=args.max_aspect, dedup=args.dedup,
@@ -105,7 +105,7 @@ def _filter(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    from trainers.curation.caption import CaptionConfig, run_caption
+    from t2ibench.data.caption import CaptionConfig, run_caption
 
     cfg = CaptionConfig(data=args.data, out=args.out, kind=args.kind, chunk_size=args.chunk_size,
                         weights=args.captioner_weights, num_captions=args.num_captions, method=args.method,
@@ -124,7 +124,7 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from trainers.curation.stats import TABLE3_COLUMNS, StatsConfig, humanize, run_stats
+    from t2ibench.data.stats import TABLE3_COLUMNS, StatsConfig, humanize, run_stats
 
     cfg = StatsConfig(data=args.data, kind=args.kind, chunk_size=args.chunk_size, name=args.name,
                       syn_top_k=args.syn_top_k, proper_nouns=not args.no_proper_nouns, spacy_model=args.spacy_model,

@@ -1,6 +1,6 @@
 """`t2ibench train VARIANT [--data SPEC] [--out DIR] [--resume] [key=value ...]`: the reference trainer.
 
-The run config's defaults are the paper's recipe (trainers/config.py); any field can be overridden as
+The run config's defaults are the paper's recipe (t2ibench/train/config.py); any field can be overridden as
 `key=value`, e.g. `model.channels=32 model.transformer_depth=0,1,1 train.mixed_precision=no`.
 Several processes: `accelerate launch -m t2ibench train ...` (or torchrun).
 """
@@ -64,7 +64,7 @@ def _parse_rest(args: argparse.Namespace) -> argparse.Namespace:
 
 def _train(args: argparse.Namespace) -> int:
     from t2ibench.errors import UserError
-    from trainers.config import RunConfig, apply_overrides, validate
+    from t2ibench.train.config import RunConfig, apply_overrides, validate
 
     args = _parse_rest(args)
 
@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=1, default=list))
         return 0
-    from trainers.loop import train
+    from t2ibench.train.loop import train
 
     result = train(config, resume=args.resume)
     print(f"trained {result.run}: step {result.step}, {result.samples_seen} samples, "
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
 def _list_keys() -> None:
     import dataclasses
 
-    from trainers.config import RunConfig
+    from t2ibench.train.config import RunConfig
 
     def walk(obj, prefix=""):
         for f in dataclasses.fields(obj):

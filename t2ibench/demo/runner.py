@@ -3,7 +3,7 @@
 1. data: a shapes-world training folder (`<stem>.png` + `<stem>.txt`) and a held-out evaluation set
    (TIFA-format questions), see `t2ibench.demo.shapes`;
 2. train: micro variants (registered topologies at a reduced width/depth, pixel space, a tiny frozen
-   text encoder) with the reference trainer, `trainers.loop.train` -- the code behind `t2ibench train`;
+   text encoder) with the reference trainer, `t2ibench.train.loop.train` -- the code behind `t2ibench train`;
    its in-training evaluation scores each checkpoint with TIFA through `t2ibench.evaluate.evaluate`
    (the code behind `t2ibench eval`), answered by the measuring VQA backend `shapes-measure`;
 3. step 0: the same pipeline on the untrained weights (the baseline), through the same `evaluate`;
@@ -249,13 +249,13 @@ class Demo:
         return recipe + run_only
 
     def run_config(self, variant: MicroVariant):
-        from trainers.config import RunConfig, apply_overrides
+        from t2ibench.train.config import RunConfig, apply_overrides
 
         return apply_overrides(RunConfig(variant=variant.base), self.overrides(variant))
 
     # -- 3. evaluation outside training: step 0 and checkpoints left without their evaluation ------
     def eval_dir(self, variant: MicroVariant, step: int) -> Path:
-        # the trainer's in-training evaluation writes to the same place (trainers/in_training_eval.py)
+        # the trainer's in-training evaluation writes to the same place (t2ibench/train/in_training_eval.py)
         return self.run_dir(variant) / "eval" / f"step-{step:08d}"
 
     def evaluate(self, variant: MicroVariant, model_or_ckpt, step: int, train_flops: float) -> dict:
@@ -272,7 +272,7 @@ class Demo:
         """Step 0: the untrained weights the trainer starts from (same config, same seed)."""
         if (self.eval_dir(variant, 0) / "results.json").is_file():
             return
-        from trainers.components import build_model
+        from t2ibench.train.components import build_model
 
         model = build_model(self.run_config(variant)).to(self._device())
         model.info.tags.update(run=variant.name, variant=variant.base, step=0, train_flops=0.0)
@@ -280,7 +280,7 @@ class Demo:
         self.say(f"  step 0 (untrained): TIFA {record['metrics'][METRIC]['value']:.3f}")
 
     def fill_missing_evals(self, variant: MicroVariant) -> None:
-        from trainers.checkpoint import checkpoint_root, read_state
+        from t2ibench.train.state import checkpoint_root, read_state
 
         for ckpt in sorted(checkpoint_root(self.run_dir(variant)).glob("step-*")):
             if not (ckpt / "training_state" / "state.json").is_file():
@@ -294,8 +294,8 @@ class Demo:
     # -- 4. training ---------------------------------------------------------------------------------
     def train(self, variant: MicroVariant) -> float:
         """Train (or continue) one variant up to `steps`; returns its training wall-clock."""
-        from trainers.checkpoint import latest_checkpoint, read_state
-        from trainers.loop import train
+        from t2ibench.train.state import latest_checkpoint, read_state
+        from t2ibench.train.loop import train
 
         config = self.run_config(variant)
         latest = latest_checkpoint(self.run_dir(variant))
@@ -326,7 +326,7 @@ class Demo:
                 report.scores.append(StepScore(step, float(m["value"]), dict(m.get("categories") or {}),
                                                rec.get("train_flops"), rec.get("seconds")))
             report.scores.sort(key=lambda s: s.step)
-            from trainers.checkpoint import latest_checkpoint, read_state
+            from t2ibench.train.state import latest_checkpoint, read_state
 
             latest = latest_checkpoint(self.run_dir(variant))
             report.train_wall_s = read_state(latest).wall_s if latest else 0.0

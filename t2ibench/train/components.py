@@ -16,7 +16,7 @@ import torch
 
 from t2ibench.errors import UserError
 from t2ibench.model import OPENCLIP_H, SDXL_VAE, SDXL_VAE_SCALING, ModelInfo, NoiseSchedule, OpenClipTextEncoder, TextToImageModel
-from trainers.config import RunConfig
+from t2ibench.train.config import RunConfig
 
 FROZEN_SEED = 20240402  # tiny frozen parts: the same random weights in every run
 TINY_VAE_SCALING = 1.0

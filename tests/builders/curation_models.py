@@ -36,7 +36,7 @@ def make_aesthetic_head(path: Path, kind: str = "mlp", dim: int = 32, seed: int 
     """An aesthetic head state dict saved with torch.save, keys as upstream (layers.N.* / weight, bias)."""
     import torch
 
-    from trainers.curation.aesthetic import build_head
+    from t2ibench.data.aesthetic import build_head
 
     torch.manual_seed(seed)
     head = build_head(kind, dim)

@@ -72,7 +72,7 @@ def read_state(ckpt: Path) -> TrainState:
 
 def check_compatible(ckpt: Path, config) -> TrainState:
     """The checkpoint's state, or one line saying why this run (a RunConfig) cannot continue from it."""
-    from trainers.config import RunConfig
+    from t2ibench.train.config import RunConfig
 
     state, variant = read_state(ckpt), config.variant
     if state.variant != variant:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from trainers.data import SampleIndex, SampleRules, choose_caption, load_item
+from t2ibench.train.data import SampleIndex, SampleRules, choose_caption, load_item
 
 BUILD_BATCH = 32
 

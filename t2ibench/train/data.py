@@ -1,6 +1,6 @@
 """Training data: image-text pairs from an image folder, webdataset tar shards or parquet files.
 
-Formats and the synthetic-caption sidecar are those of trainers/curation/readers.py (shared with
+Formats and the synthetic-caption sidecar are those of t2ibench/data/readers.py (shared with
 `t2ibench data`); this module adds random access, the training transform and the sampling rules.
 
 Order and randomness are a pure function of (seed, global sample position), never of process count,
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from t2ibench.errors import UserError
-from trainers.curation import readers
+from t2ibench.data import readers
 
 SKIP_REASONS = ("corrupt", "undersized", "no_caption")
 

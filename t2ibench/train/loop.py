@@ -1,7 +1,7 @@
 """The reference training loop: one function, top to bottom, over accelerate.
 
-    from trainers.config import RunConfig, apply_overrides
-    from trainers.loop import train
+    from t2ibench.train.config import RunConfig, apply_overrides
+    from t2ibench.train.loop import train
     result = train(apply_overrides(RunConfig(variant="sdxl"), ["data.path=shapes/", ...]))
 
 DDP by default, FSDP with `train.distributed=fsdp`; launch several processes with `accelerate launch`
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 from t2ibench.errors import UserError
 from t2ibench.variants import VariantSpec, get_variant
-from trainers import checkpoint as ckpt_io
-from trainers.components import build_model
-from trainers.config import RunConfig, validate
-from trainers.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
-from trainers.ema import EMA
-from trainers.flops import account_for
+from t2ibench.train import state as ckpt_io
+from t2ibench.train.components import build_model
+from t2ibench.train.config import RunConfig, validate
+from t2ibench.train.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
+from t2ibench.train.ema import EMA
+from t2ibench.train.flops import account_for
 
 
 class TrainingDiverged(UserError):
@@ -114,7 +114,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         num_timesteps=model.schedule.num_train_timesteps, vae_noise=model.vae is not None, seed=config.seed)
     cache = None
     if config.data.cache:
-        from trainers.cache import EmbeddingCache
+        from t2ibench.train.cache import EmbeddingCache
 
         cache = EmbeddingCache.build(Path(config.data.cache_dir or out / "cache"), index, rules, model, accelerator)
     data = TrainingData(index, rules, cache)
@@ -320,7 +320,7 @@ def _diverged(out: Path, state, loss: float, grad_norm: float) -> TrainingDiverg
 
 def _evaluate(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
     """Evaluate the current (non-EMA) weights through t2ibench.evaluate; results go to the store."""
-    from trainers.in_training_eval import evaluate_during_training
+    from t2ibench.train.in_training_eval import evaluate_during_training
 
     return evaluate_during_training(accelerator, config, model, backbone, state, account)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable
 
 from t2ibench.errors import UserError
-from trainers.curation.dedup import METHODS, DuplicateIndex, image_hash
-from trainers.curation.progress import shard_progress
-from trainers.curation.readers import (SYN_EXT, Sample, Shard, ShardStats, atomic_write_json, decode_image,
+from t2ibench.data.dedup import METHODS, DuplicateIndex, image_hash
+from t2ibench.data.progress import shard_progress
+from t2ibench.data.readers import (SYN_EXT, Sample, Shard, ShardStats, atomic_write_json, decode_image,
                                        image_ext, open_dataset)
 
 REMOVAL_REASONS = ("unreadable", "too_small", "bad_aspect", "duplicate", "nsfw", "low_aesthetic")
@@ -85,7 +85,7 @@ class _Models:
     @property
     def aesthetic(self):
         if self._aesthetic is None:
-            from trainers.curation.aesthetic import AestheticScorer
+            from t2ibench.data.aesthetic import AestheticScorer
 
             self._aesthetic = AestheticScorer.load(self.cfg.clip_weights, self.cfg.aesthetic_weights,
                                                    self.cfg.aesthetic_head, self.cfg.device)
@@ -94,7 +94,7 @@ class _Models:
     @property
     def nsfw(self):
         if self._nsfw is None:
-            from trainers.curation.nsfw import NsfwClassifier
+            from t2ibench.data.nsfw import NsfwClassifier
 
             self._nsfw = NsfwClassifier.load(self.cfg.nsfw_weights, self.cfg.device)
         return self._nsfw
@@ -262,7 +262,7 @@ def run_filter(cfg: FilterConfig, on_shard_done: Callable[[str], None] | None = 
 
 
 def _methods(cfg: FilterConfig) -> dict:
-    from trainers.curation.weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
+    from t2ibench.data.weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
 
     out = {}
     if cfg.dedup != "none":

@@ -1,0 +1,1 @@
+"""Reference trainers: recipe dataclasses, accelerate loop, data pipeline and curation tools."""
