@@ -22,8 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tests.builders import curation_models as tiny  # noqa: E402
+from builders import curation_models as tiny  # noqa: E402
 
 
 def _timed(fn):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import argparse
 import json
@@ -42,7 +43,7 @@ def main() -> None:
     from t2ibench.metrics.base import PromptRecord
     from t2ibench.metrics.tifa import TIFAScore
     from t2ibench.metrics.tifa.scoring import needs_mapping
-    from tests.builders.tifa_models import build_tiny_blip_vqa
+    from builders.tifa_models import build_tiny_blip_vqa
 
     torch.set_num_threads(args.threads)
     qa = json.loads((SAMPLE / "sample_question_answers.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from t2ibench.cli import main
 from t2ibench.errors import UserError
-from tests.builders import curation_models as tiny
+from builders import curation_models as tiny
 from t2ibench.data.caption import CaptionConfig, run_caption
 from t2ibench.data.readers import ShardStats, decode_image, open_dataset
 

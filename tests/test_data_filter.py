@@ -13,7 +13,7 @@ import pytest
 
 from t2ibench.cli import main
 from t2ibench.errors import UserError
-from tests.builders import curation_models as tiny
+from builders import curation_models as tiny
 from t2ibench.data.dedup import DuplicateIndex, hamming, image_hash
 from t2ibench.data.filter import FilterConfig, run_filter
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from t2ibench.cli import main
-from tests.builders import curation_models as tiny
+from builders import curation_models as tiny
 from t2ibench.data.stats import NounExtractor, StatsConfig, humanize, run_stats
 
 
