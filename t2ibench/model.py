@@ -187,7 +187,7 @@ class TextToImageModel(nn.Module):
         return (batch, cfg.in_channels, side, side)
 
     def predict_noise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, backbone: nn.Module | None = None) -> torch.Tensor:
-        net = backbone or self.backbone
+        net = backbone if backbone is not None else self.backbone  # `or` would call len() on a compiled module
         config = getattr(net, "module", net).config  # a DDP-wrapped backbone keeps its config on .module
         if hasattr(config, "patch_size") and hasattr(config, "caption_channels"):  # PixArt
             out = net(x, encoder_hidden_states=context, timestep=t,

@@ -126,10 +126,23 @@ def _same_training(a, b, lr: float = 1e-3) -> None:
 
 
 def test_cached_embeddings_train_the_same(data, straight, tmp_path):
-    cached = train(make_config(data, tmp_path / "run", **{"data.cache": True}))
-    _same_training(cached, straight)
-    assert (tmp_path / "run" / "cache" / "meta.json").is_file()
-    assert len(list((tmp_path / "run" / "cache" / "items").rglob("*.safetensors"))) == 8
+    # the defaults (straight) train from the cache on a dataset this small; the uncached run is the reference
+    assert len(list((straight.out_dir / "cache" / "items").rglob("*.safetensors"))) == 8
+    uncached = train(make_config(data, tmp_path / "run", **{"data.cache": False}))
+    _same_training(straight, uncached)
+    assert not (tmp_path / "run" / "cache").exists()
+
+
+def test_default_step_follows_the_reference_step_for_20_steps(data, tmp_path):
+    """The fast defaults (latent/text cache, fused AdamW) against the reference step (frozen encoders every
+    step, torch's per-tensor AdamW): the same loss trajectory up to float rounding."""
+    common = {"train.steps": 20, "checkpoint.every": 20, "train.ema": False}
+    fast = train(make_config(data, tmp_path / "fast", **common))
+    reference = train(make_config(data, tmp_path / "ref", **common, **{"data.cache": False,
+                                                                        "train.optimizer_impl": "for-loop"}))
+    assert [s for s, _ in fast.losses] == [s for s, _ in reference.losses] == list(range(1, 21))
+    for (_, a), (_, b) in zip(fast.losses, reference.losses):
+        assert abs(a - b) <= 1e-4 * abs(b) + 1e-6, (fast.losses, reference.losses)
 
 
 def test_tiny_vae_latent_space_with_and_without_cache(data, tmp_path):

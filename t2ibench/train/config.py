@@ -74,8 +74,11 @@ class DataConfig:
     alt_text_prob: float = 0.5
     synthetic_top_k: int = 5
     num_workers: int = _run_only(2)
-    # Precompute VAE latents (mean/std) and text embeddings of every caption candidate once.
-    cache: bool = _run_only(False)
+    # Precompute VAE latents (mean/std) and text embeddings of every caption candidate once, so a step
+    # runs the backbone only. None = auto: on for an indexed dataset of at most cache_max_items items
+    # (the trainer prints why when it is off); true/false force it.
+    cache: bool | None = _run_only(None)
+    cache_max_items: int = _run_only(200_000)
     cache_dir: str | None = _run_only(None)  # default <out>/cache
 
 
@@ -103,6 +106,10 @@ class TrainConfig:
     ema_decay: float = 0.9999
     deterministic: bool = _run_only(False)  # torch deterministic algorithms (bitwise resume on CPU)
     cpu: bool = _run_only(False)  # force CPU even when a GPU is present
+    compile: bool = _run_only(False)  # torch.compile the backbone (same losses within float tolerance)
+    # AdamW implementation: auto = fused (one kernel over all parameters) unless sharded by FSDP, where
+    # foreach is used; for-loop is torch's per-tensor reference. All give the same update up to rounding.
+    optimizer_impl: str = _run_only("auto")  # auto | fused | foreach | for-loop
 
 
 @dataclass
@@ -135,7 +142,9 @@ class LogConfig:
     tensorboard: bool = _run_only(True)
     wandb: bool = _run_only(False)
     progress: bool = _run_only(True)
-    peak_tflops: float = _run_only(989.0)  # per device, for MFU (H100 SXM dense BF16)
+    # Per-device peak TFLOP/s that MFU is measured against; 0 = auto: a known GPU's datasheet dense peak
+    # for the training dtype (t2ibench.hardware.KNOWN_PEAK_TFLOPS), else a GEMM measured at start-up.
+    peak_tflops: float = _run_only(0.0)
 
 
 @dataclass
@@ -265,6 +274,8 @@ def _coerce(value: Any, hint, key: str):
         if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
             return None
         rest = [a for a in args if a is not type(None)]
+        if rest[0] is bool and isinstance(value, str) and value.lower() == "auto":
+            return None  # an optional switch whose None means "decide from the data" (data.cache)
         return _coerce(value, rest[0], key)
     if origin is tuple:
         item = typing.get_args(hint)[0]
@@ -307,7 +318,8 @@ def _coerce(value: Any, hint, key: str):
 def validate(config: RunConfig) -> None:
     """Checks that need more than one field; raised before anything is built."""
     choices = {"train.mixed_precision": ("bf16", "fp16", "no"), "train.distributed": ("ddp", "fsdp"),
-               "data.kind": ("auto", "folder", "webdataset", "parquet")}
+               "data.kind": ("auto", "folder", "webdataset", "parquet"),
+               "train.optimizer_impl": ("auto", "fused", "foreach", "for-loop")}
     for key, allowed in choices.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
@@ -323,5 +335,7 @@ def validate(config: RunConfig) -> None:
                        "train.ema_decay": config.train.ema_decay}.items():
         if not 0.0 <= value <= 1.0:
             raise UserError(f"{key} must be between 0 and 1, got {value}")
+    if config.log.peak_tflops < 0:
+        raise UserError(f"log.peak_tflops must be >= 0 (0 = auto), got {config.log.peak_tflops}")
     if config.optim.lr <= 0 or config.optim.warmup_steps < 0:
         raise UserError("optim.lr must be > 0 and optim.warmup_steps >= 0")

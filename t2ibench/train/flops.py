@@ -30,16 +30,19 @@ class ComputeAccount:
 
 
 def account_for(spec) -> ComputeAccount:
-    """The registry's counts for `spec`; if the registry cannot count it, torch's FLOP counter."""
-    try:
-        from t2ibench.variants import compute_stats
+    """The registry's counts for `spec` (fields read by their exact names: a renamed field fails loudly
+    here instead of silently counting 0); torch's FLOP counter only for a spec the registry cannot count."""
+    from t2ibench.variants import compute_stats
 
+    try:
         stats = compute_stats(spec)
-    except (ImportError, AttributeError):
+    except NotImplementedError:
         return _measured(spec)
-    gmacs = float(stats.gmacs)
-    paper_gmacs = float(getattr(stats, "gmacs_paper", None) or getattr(stats, "paper_gmacs", None) or gmacs)
-    per_sample = float(getattr(stats, "train_flops_per_sample", 0.0) or 3 * 2 * gmacs * 1e9)
+    gmacs, paper_gmacs = float(stats.gmacs), float(stats.gmacs_paper)
+    per_sample = float(stats.train_flops_per_sample)
+    if not (gmacs > 0 and paper_gmacs > 0 and per_sample > 0):
+        raise ValueError(f"compute_stats({spec.name}) counted no work: gmacs={gmacs}, paper={paper_gmacs}, "
+                         f"train FLOPs/sample={per_sample}")
     return ComputeAccount(per_sample, 3 * 2 * paper_gmacs * 1e9, int(stats.params), gmacs, "t2ibench.variants")
 
 

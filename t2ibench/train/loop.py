@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import UserError
+from t2ibench.hardware import peak_for
 from t2ibench.variants import VariantSpec, get_variant
 from t2ibench.train import state as ckpt_io
 from t2ibench.train.components import build_model
@@ -52,6 +53,7 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the step)
     skipped: dict[str, int] = field(default_factory=dict)
     samples_per_s: float = 0.0
+    mfu: float = 0.0  # model FLOPs utilisation of the last logging window
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -113,16 +115,19 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         caption_dropout=config.train.caption_dropout, noise_shape=(cfg.in_channels, cfg.sample_size, cfg.sample_size),
         num_timesteps=model.schedule.num_train_timesteps, vae_noise=model.vae is not None, seed=config.seed)
     cache = None
-    if config.data.cache:
+    use_cache, why = _cache_decision(config, index)
+    accelerator.print(f"latent/text-embedding cache: {why}")
+    if use_cache:
         from t2ibench.train.cache import EmbeddingCache
 
         cache = EmbeddingCache.build(Path(config.data.cache_dir or out / "cache"), index, rules, model, accelerator)
     data = TrainingData(index, rules, cache)
 
     # -- optimizer (AdamW, fp32 master weights), LR warmup then constant, EMA -----------------------
-    optimizer = torch.optim.AdamW(backbone.parameters(), lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
-                                  weight_decay=config.optim.weight_decay, eps=config.optim.eps)
+    optimizer = _adamw(config, backbone.parameters())
     backbone, optimizer = accelerator.prepare(backbone, optimizer)
+    # The compiled module is only called; saving, syncing and clipping use the uncompiled one.
+    denoiser = torch.compile(backbone) if config.train.compile else backbone
     warmup = config.optim.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     params = [p for p in backbone.parameters() if p.requires_grad]
@@ -150,7 +155,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         if batch["size"] == 0:  # every sample skipped: a zero-weight pass keeps DDP/FSDP collectives in step
             x = torch.zeros((1, *rules.noise_shape), device=device)
             context = model.encode_text([""]) if cache is None else cache.empty_context(1, device)
-            pred = model.predict_noise(x, torch.zeros(1, dtype=torch.long, device=device), context, backbone=backbone)
+            pred = model.predict_noise(x, torch.zeros(1, dtype=torch.long, device=device), context, backbone=denoiser)
             accelerator.backward(pred.float().sum() * 0.0)
             return torch.zeros((), device=device)
         with torch.no_grad():
@@ -158,12 +163,14 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             noise = batch["noise"].to(device)
             timesteps = batch["timesteps"].to(device)
             noisy = noise_schedule.add_noise(x0, noise, timesteps)
-        pred = model.predict_noise(noisy, timesteps, context, backbone=backbone)
+        pred = model.predict_noise(noisy, timesteps, context, backbone=denoiser)
         target = model.schedule.training_target(noise_schedule, x0, noise, timesteps)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         accelerator.backward(per_sample.sum() * (world / global_batch))
         return per_sample.detach().sum()
 
+    peak = peak_for(device, _compute_dtype(config, device), config.log.peak_tflops)
+    accelerator.print(f"MFU is measured against {peak.tflops:.3g} TFLOP/s per device ({peak.source})")
     progress = _Progress(config, state.step, enabled=accelerator.is_main_process and config.log.progress)
     result = TrainResult(config.run_name, out, previous, state.step, state.samples_seen, state.train_flops,
                          state.train_flops_paper, state.wall_s, skipped=dict(state.skipped))
@@ -211,14 +218,14 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             window_samples += global_batch
 
             if state.step % config.log.every == 0 or state.step == config.train.steps:
-                rates = account.achieved(window_samples, time.monotonic() - window_start, world, config.log.peak_tflops)
+                rates = account.achieved(window_samples, time.monotonic() - window_start, world, peak.tflops)
                 scalars = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                            "train_flops": state.train_flops, "train_flops_paper": state.train_flops_paper,
                            "samples_seen": state.samples_seen, "skipped": sum(state.skipped.values()), **rates}
                 accelerator.log(scalars, step=state.step)
-                result.samples_per_s = rates["samples_per_s"]
+                result.samples_per_s, result.mfu = rates["samples_per_s"], rates["mfu"]
                 window_start, window_samples = time.monotonic(), 0
-            progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s)
+            progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s, result.mfu)
 
             io_start = time.monotonic()
             if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
@@ -257,6 +264,36 @@ def _inputs(batch, model, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     posterior = model.vae.encode(pixels.to(dtype)).latent_dist
     latents = posterior.mean + posterior.std * batch["vae_noise"].to(device, posterior.mean.dtype)
     return latents.float() * model.vae_scaling, context
+
+
+def _cache_decision(config: RunConfig, index) -> tuple[bool, str]:
+    """Whether the run trains from the latent/text cache, and the reason, printed at start-up."""
+    if config.data.cache is not None:
+        return config.data.cache, f"{'on' if config.data.cache else 'off'} (data.cache={str(config.data.cache).lower()})"
+    n = len(index)
+    if n > config.data.cache_max_items:
+        return False, (f"off: {n:,} items is more than data.cache_max_items={config.data.cache_max_items:,} "
+                       "(the cache stores every item's latents and caption embeddings)")
+    return True, f"on (auto: {n:,} items; data.cache=false turns it off)"
+
+
+def _adamw(config: RunConfig, params) -> torch.optim.Optimizer:
+    """AdamW with fp32 master weights; the fused kernel unless FSDP shards the parameters."""
+    impl = config.train.optimizer_impl
+    if impl == "auto":
+        impl = "foreach" if config.train.distributed == "fsdp" else "fused"
+    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    return torch.optim.AdamW(params, lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
+                             weight_decay=config.optim.weight_decay, eps=config.optim.eps, **kwargs)
+
+
+def _compute_dtype(config: RunConfig, device: torch.device) -> torch.dtype:
+    """The dtype the backbone's matmuls run in, so MFU is measured against that dtype's peak."""
+    if config.train.mixed_precision == "bf16":
+        return torch.bfloat16
+    if config.train.mixed_precision == "fp16" and device.type == "cuda":
+        return torch.float16
+    return torch.float32
 
 
 def _accelerator(config: RunConfig, out: Path):
@@ -339,9 +376,10 @@ class _Progress:
         self.task = self.bar.add_task("train", total=config.train.steps, completed=start, stats="")
         self.bar.start()
 
-    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+    def update(self, step: int, loss: float, lr: float, rate: float, mfu: float) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=step, stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s")
+            self.bar.update(self.task, completed=step,
+                            stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s MFU {100 * mfu:.1f}%")
 
     def close(self) -> None:
         if self.bar is not None:
