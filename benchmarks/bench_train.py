@@ -8,7 +8,15 @@ same backbone, frozen parts, data, batch and precision as the t2ibench runs, in 
     python benchmarks/bench_train.py                    # scaled-down SDXL, tiny frozen parts (fast)
     python benchmarks/bench_train.py --frozen study     # real OpenCLIP-H text tower + SDXL VAE
                                                         # architectures (random weights), 256 px
-Prints samples/s of each and the ratios. Timings exclude start-up and the one-off cache build.
+    python benchmarks/bench_train.py --compile          # also the torch.compile'd backbone
+
+Prints samples/s of each, the ratios, the backbone's achieved FLOP/s (the trainer's count: 3 x forward
+FLOPs per sample) and its fraction of this machine's fp32 GEMM peak, measured in the same run.
+Timings exclude start-up, the one-off cache build and compilation.
+
+Methods: the diffusers-style step (baseline); t2ibench's reference step (frozen encoders every step,
+torch's per-tensor AdamW: the trainer before the fast defaults); t2ibench's defaults (latent/text cache,
+fused AdamW); optionally the defaults with `train.compile=true`.
 """
 
 from __future__ import annotations
@@ -123,15 +131,24 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
     return steps * config.train.micro_batch / (time.perf_counter() - start)
 
 
-def t2ibench_rate(config, steps: int, warmup: int, out: Path, cache: bool) -> float:
+def t2ibench_rate(config, steps: int, warmup: int, out: Path, overrides: dict) -> float:
     from t2ibench.train.config import apply_overrides
     from t2ibench.train.loop import train
 
     # The last logging window covers exactly the `steps` measured steps.
     assert warmup == steps, "the measured window is one logging interval"
     config = apply_overrides(config, {"out": str(out), "train.steps": warmup + steps, "log.every": steps,
-                                      "data.cache": cache, "checkpoint.every": 10**9})
+                                      "checkpoint.every": 10**9, **overrides})
     return train(config).samples_per_s
+
+
+def flops_per_sample(config) -> float:
+    """The trainer's own count for this backbone (what its MFU uses)."""
+    from t2ibench.train.components import build_model
+    from t2ibench.train.flops import account_for
+    from t2ibench.variants import VariantSpec
+
+    return account_for(VariantSpec.from_dict(build_model(config).info.variant)).flops_per_sample
 
 
 def main() -> None:
@@ -141,9 +158,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--compile", action="store_true", help="also time the defaults with train.compile=true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from t2ibench.hardware import measure_gemm_peak
     from t2ibench.train.config import RunConfig, apply_overrides
 
     work = Path(tempfile.mkdtemp(prefix="bench_train."))
@@ -163,23 +182,29 @@ def main() -> None:
     print(f"bench_train: {what}; batch {args.batch}; {args.steps} timed steps after {args.steps} warm-up; "
           f"median of {args.rounds} rounds; torch threads {torch.get_num_threads()}")
     # Rounds alternate the three methods so a busy machine slows them alike; the median is reported.
+    methods = {
+        "t2ibench reference step": {"data.cache": False, "train.optimizer_impl": "for-loop"},
+        "t2ibench defaults (cache, fused AdamW)": {"data.cache_dir": str(work / "cache")},
+    }
+    if args.compile:
+        methods["t2ibench defaults + compile"] = {"data.cache_dir": str(work / "cache"), "train.compile": True}
     runs: dict[str, list[float]] = {}
     for r in range(args.rounds):
-        measured = {
-            "diffusers-style step": diffusers_style(config, args.steps, args.steps),
-            "t2ibench step": t2ibench_rate(config, args.steps, args.steps, work / f"run{r}", cache=False),
-            "t2ibench step, cached latents+text": t2ibench_rate(
-                apply_overrides(config, {"data.cache_dir": str(work / "cache")}), args.steps, args.steps,
-                work / f"run_cached{r}", cache=True),
-        }
+        measured = {"diffusers-style step": diffusers_style(config, args.steps, args.steps)}
+        for i, (name, overrides) in enumerate(methods.items()):
+            measured[name] = t2ibench_rate(config, args.steps, args.steps, work / f"run{r}_{i}", overrides)
         for name, rate in measured.items():
             runs.setdefault(name, []).append(rate)
     rates = {name: sorted(v)[len(v) // 2] for name, v in runs.items()}
+    peak = measure_gemm_peak("cpu", torch.float32)
+    flops = flops_per_sample(config)
+    print(f"  peak: {peak.tflops * 1e3:.0f} GFLOP/s ({peak.source}); backbone {flops / 1e9:.2f} GFLOP per training sample")
     base = rates["diffusers-style step"]
     for name, rate in rates.items():
         spread = ", ".join(f"{v:.2f}" for v in runs[name])
-        print(f"  {name:38s} {rate:8.2f} samples/s   x{rate / base:.2f} vs diffusers-style   (rounds: {spread})")
-    print(f"  cache speed-up over t2ibench uncached: x{rates['t2ibench step, cached latents+text'] / rates['t2ibench step']:.2f}")
+        achieved = rate * flops / 1e12
+        print(f"  {name:40s} {rate:8.2f} samples/s  x{rate / base:.2f} vs diffusers-style  "
+              f"{achieved * 1e3:6.1f} GFLOP/s = {100 * peak.fraction(achieved):4.1f}% of peak  (rounds: {spread})")
 
 
 if __name__ == "__main__":
