@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,4 +350,6 @@ def _store_rows(record: dict, names: list[str], db) -> None:
                               gmacs=record["gmacs"], categories=r.get("categories") or {},
                               ckpt_hash=record["checkpoint"]["hash"], manifest_hash=r["manifest_hash"],
                               manifest=r["manifest"]))
-    ResultsStore(db).add(rows)
+    report = ResultsStore(db).insert(rows)  # a rerun of the same evaluation adds no duplicate
+    for conflict in report.conflicts:
+        print(f"results store: {conflict.describe()}", file=sys.stderr)
