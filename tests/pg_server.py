@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for the tests and CI: Debian's `postgresql` binaries, a temporary data
 directory, a local TCP port (127.0.0.1) with password authentication, stopped when done.
 
-    python3 tests/pg_server.py start DIR PORT   # prints the admin URL (export it as T2IBENCH_TEST_PG_URL)
+    python3 tests/pg_server.py start DIR PORT   # PORT 0: any free one; prints the admin URL (export it as T2IBENCH_TEST_PG_URL)
     python3 tests/pg_server.py stop DIR
 
 The tests take the server from $T2IBENCH_TEST_PG_URL (`.ci/run` starts one); without it, the session
@@ -145,7 +145,7 @@ def store_url(request, tmp_path):
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "start":
-        print(start(Path(sys.argv[2]), int(sys.argv[3])))
+        print(start(Path(sys.argv[2]), int(sys.argv[3]) or free_port()))
     elif len(sys.argv) == 3 and sys.argv[1] == "stop":
         stop(Path(sys.argv[2]))
     else:
