@@ -347,7 +347,9 @@ class ResultsStore:
             return AddReport()
         values = [_to_sql(r) for r in batch]
         with self._connection(write=True) as con:
-            return self._run(con, lambda: self._insert(con, batch, values), write=True)
+            # One statement is atomic by itself on PostgreSQL: no BEGIN/COMMIT round trips for one row.
+            explicit = len(batch) > 1 or self._backend.kind == "sqlite"
+            return self._run(con, lambda: self._insert(con, batch, values), write=explicit)
 
     def _insert(self, con: Any, batch: list[ResultRow], values: list[tuple]) -> AddReport:
         b = self._backend
@@ -362,13 +364,27 @@ class ResultsStore:
         if report.added == len(batch):
             return report
         # Some identities were there already (or repeated within the batch): same result or conflict?
-        select = b.sql(f"SELECT {', '.join(ROW_FIELDS)} FROM results WHERE {schema.IDENTITY_WHERE}")
+        stored = self._stored_by_identity(con, batch)
         for row in batch:
-            stored = _from_mapping(_nan_from_sql(dict(con.execute(select, row.identity()).fetchone())))
-            if not stored.same_result(row):
-                report.conflicts.append(Conflict(stored, row))
+            if not stored[row.identity()].same_result(row):
+                report.conflicts.append(Conflict(stored[row.identity()], row))
         report.duplicates = len(batch) - report.added - len(report.conflicts)
         return report
+
+    def _stored_by_identity(self, con: Any, batch: list[ResultRow]) -> dict[tuple, ResultRow]:
+        """The stored rows with the identities of `batch`, fetched run by run (few queries for a merge)."""
+        wanted = {r.identity() for r in batch}
+        runs = sorted({r.run for r in batch})
+        found: dict[tuple, ResultRow] = {}
+        for i in range(0, len(runs), 500):
+            chunk = runs[i:i + 500]
+            sql = self._backend.sql(f"SELECT {', '.join(ROW_FIELDS)} FROM results "
+                                    f"WHERE run IN ({', '.join('?' * len(chunk))})")
+            for record in con.execute(sql, chunk).fetchall():
+                row = _from_mapping(_nan_from_sql(dict(record)))
+                if row.identity() in wanted:
+                    found[row.identity()] = row
+        return found
 
     def merge_from(self, source: ResultsStore) -> AddReport:
         """Every row of `source` not already here (by identity); conflicts are reported, not written."""

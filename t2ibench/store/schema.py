@@ -18,8 +18,6 @@ from dataclasses import dataclass
 # hence the COALESCE (a result without a step, manifest or checkpoint hash is still one result).
 IDENTITY_FIELDS = ("run", "metric", "version", "step", "manifest_hash", "ckpt_hash")
 IDENTITY_SQL = "run, metric, version, COALESCE(step, -1), COALESCE(manifest_hash, ''), COALESCE(ckpt_hash, '')"
-IDENTITY_WHERE = ("run = ? AND metric = ? AND version = ? AND COALESCE(step, -1) = ? "
-                  "AND COALESCE(manifest_hash, '') = ? AND COALESCE(ckpt_hash, '') = ?")
 
 
 @dataclass(frozen=True)
