@@ -187,3 +187,29 @@ def test_wrong_password_and_newer_schema(pg_server_url, store_url, tmp_path):  #
         con.commit()
         con.close()
     assert ResultsStore(store_url).query() == rows
+
+
+def test_password_from_pgpassword_or_pgpass(pg_server_url, monkeypatch, tmp_path):  # noqa: F811
+    from pg_server import drop_database, new_database
+
+    url = new_database(pg_server_url)
+    try:
+        user_pw, rest = url.split("://", 1)[1].split("@", 1)
+        user, password = user_pw.split(":", 1)
+        bare = f"postgresql://{user}@{rest}"
+        monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+        with pytest.raises(UserError, match="wants a password and none was given"):
+            ResultsStore(bare).query()
+        monkeypatch.setenv("PGPASSWORD", password)
+        assert ResultsStore(bare).add(_study(1)) == 2
+        monkeypatch.delenv("PGPASSWORD")
+        host, port_db = rest.split(":", 1)
+        port, db = port_db.split("/", 1)
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"{host}:{port}:{db}:{user}:{password}\n")
+        pgpass.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+        assert len(ResultsStore(bare)) == 2
+    finally:
+        drop_database(pg_server_url, url)

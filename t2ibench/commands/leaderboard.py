@@ -169,14 +169,15 @@ def _merge(args: argparse.Namespace) -> int:
 
     into = ResultsStore(args.into)
     sources = [ResultsStore(s) for s in args.sources]
-    for src in sources:  # every source checked before anything is written
+    for src in sources:
         if not src.exists():
             raise UserError(f"results merge: no results store at {src}")
         if src.location == into.location:
             raise UserError(f"results merge: {src} is the destination itself")
+    read = [(src, src.query()) for src in sources]  # every source read before anything is written
     reports = []
-    for src in sources:
-        report = into.merge_from(src)
+    for src, rows in read:
+        report = into.insert(rows)
         reports.append((src, report))
         if args.format == "text":
             print(f"{src}: {report.summary()}")
