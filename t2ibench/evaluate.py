@@ -227,6 +227,10 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     _check_weights(names, weights, options)
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
+    if store:
+        from t2ibench.store import ResultsStore
+
+        ResultsStore(db).check_writable()  # an unreachable server or a newer store: say so before generating
 
     dist, device = _distributed(accelerator, device)
     model = as_sampleable(model_or_ckpt, ema=ema, device=device)

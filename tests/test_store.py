@@ -278,3 +278,18 @@ def test_default_db_path(monkeypatch, tmp_path):
     assert ResultsStore().path == tmp_path / "x.sqlite"
     monkeypatch.setenv("T2IBENCH_DB", "postgresql://u:secret@h:5/d")
     assert ResultsStore().kind == "postgresql" and str(ResultsStore()) == "postgresql://u@h:5/d"
+
+
+def test_check_writable_creates_nothing_and_reports_problems(store_url, tmp_path):
+    store = ResultsStore(store_url)
+    store.check_writable()
+    if store.kind == "sqlite":
+        assert not Path(store_url).exists()
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        with pytest.raises(UserError, match="cannot create it"):
+            ResultsStore(blocker / "db.sqlite").check_writable()
+    store.add(_row())
+    _execute(store_url, "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(UserError, match="newer"):
+        ResultsStore(store_url).check_writable()

@@ -85,3 +85,21 @@ def test_in_training_eval_on_postgresql_streams_and_keeps_the_password_secret(pg
     assert password not in out and password not in err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["eval"]["db"] == url.replace(f":{password}@", "@")
+
+
+def test_unreachable_eval_db_stops_training_before_step_one(tmp_path):
+    import socket
+
+    from t2ibench.errors import UserError
+    from t2ibench.train.loop import train
+    from train_helpers import write_folder
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = write_folder(tmp_path / "data", 4)
+    config = make_config(data, tmp_path / "run", **{"eval.every": 1, "eval.db": f"postgresql://u:pw1234@127.0.0.1:{port}/d"})
+    with pytest.raises(UserError, match=f"cannot reach a PostgreSQL server at 127.0.0.1:{port}") as err:
+        train(config)
+    assert "pw1234" not in str(err.value)
+    assert not (tmp_path / "run").exists()

@@ -328,6 +328,17 @@ class ResultsStore:
         self._run(con, migrate, write=True)
         self._initialised = True
 
+    def check_writable(self) -> None:
+        """Raise the UserError a write would raise (server unreachable, wrong password, newer schema, not a
+        SQLite file) without writing a row; a SQLite file that does not exist yet is not created."""
+        if self.kind == "sqlite" and not self.path.exists():
+            parent = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
+            if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"results store {self.path}: cannot create it ({parent} is not a writable folder)")
+            return
+        with self._connection(write=True):
+            pass
+
     def schema_version(self) -> int:
         with self._connection(write=True) as con:
             return self._version(con)
