@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pg_server import pg_server_url, store_url  # noqa: F401 -- fixtures
 
 from t2ibench.errors import UserError
 from t2ibench.store import SCHEMA_VERSION, ResultRow, ResultsStore, default_db_path, schema

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pg_server import pg_server_url, store_url  # noqa: F401 -- fixtures
 
 from t2ibench.errors import UserError
 from t2ibench.store import SCHEMA_VERSION, ResultRow, ResultsStore
@@ -138,7 +137,7 @@ def test_unsupported_scheme_and_unreachable_server(tmp_path):
     assert _checksums(site) == before
 
 
-def test_wrong_password_and_newer_schema(pg_server_url, store_url, tmp_path):  # noqa: F811
+def test_wrong_password_and_newer_schema(pg_server_url, store_url, tmp_path):
     store = ResultsStore(store_url)
     store.add(_study(2))
     rows = store.query()
@@ -189,7 +188,7 @@ def test_wrong_password_and_newer_schema(pg_server_url, store_url, tmp_path):  #
     assert ResultsStore(store_url).query() == rows
 
 
-def test_password_from_pgpassword_or_pgpass(pg_server_url, monkeypatch, tmp_path):  # noqa: F811
+def test_password_from_pgpassword_or_pgpass(pg_server_url, monkeypatch, tmp_path):
     from pg_server import drop_database, new_database
 
     url = new_database(pg_server_url)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pg_server import drop_database, new_database, pg_server_url  # noqa: F401 -- fixture
+from pg_server import drop_database, new_database
 from train_helpers import make_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,7 +26,7 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def test_in_training_eval_on_postgresql_streams_and_keeps_the_password_secret(pg_server_url, tmp_path, capfd):  # noqa: F811
+def test_in_training_eval_on_postgresql_streams_and_keeps_the_password_secret(pg_server_url, tmp_path, capfd):
     from t2ibench.cli import main
     from t2ibench.demo.shapes import ShapesWorld, write_eval_set, write_training_set
     from t2ibench.evaluate import Protocol, evaluate
