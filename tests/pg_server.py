@@ -78,7 +78,7 @@ def stop(data_dir: Path) -> None:
     pgdata = Path(data_dir).resolve() / "data"
     if binaries and (pgdata / "postmaster.pid").exists():
         subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w",
-                                        "stop"]), capture_output=True)
+                                        "stop"]), capture_output=True, check=False)
 
 
 def free_port() -> int:

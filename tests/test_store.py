@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from t2ibench.errors import UserError
-from t2ibench.store import SCHEMA_VERSION, ResultRow, ResultsStore, default_db_path, schema
+from t2ibench.store import (
+    SCHEMA_VERSION,
+    ResultRow,
+    ResultsStore,
+    default_db_path,
+    schema,
+)
 
 # Writers per backend: PostgreSQL is the many-machines store; SQLite on local disk serves one machine.
 WRITERS = {"sqlite": 4, "postgresql": 16}

@@ -36,7 +36,7 @@ def cli_process(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
     """`t2ibench ARGS` as a separate process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "t2ibench", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
+                          timeout=timeout, cwd=REPO, check=False)
 
 
 def _row(run: str, step: int, value: float = 0.5, params: int = 10_000_000) -> ResultRow:

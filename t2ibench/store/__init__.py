@@ -31,7 +31,13 @@ from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
 from t2ibench.store import schema
 from t2ibench.store.backends import Backend, backend_for
-from t2ibench.store.location import DEFAULT_DB, StoreLocation, default_location, parse_location, redact
+from t2ibench.store.location import (
+    DEFAULT_DB,
+    StoreLocation,
+    default_location,
+    parse_location,
+    redact,
+)
 from t2ibench.store.schema import SCHEMA_VERSION
 
 _WRITE_RETRIES = 20

@@ -30,7 +30,10 @@ def evaluate_during_training(accelerator, config, model, backbone, state, accoun
         raise UserError(f"eval.options is not JSON: {config.eval.options!r}") from None
     sampled = model
     if config.train.distributed == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
 
         full = get_model_state_dict(backbone, options=StateDictOptions(full_state_dict=True))
         copy = type(model.backbone).from_config(model.backbone.config).to(accelerator.device)
