@@ -273,6 +273,8 @@ def test_merge_gives_the_union_once(store_url, tmp_path):
     with pytest.raises(UserError, match="no results store"):
         into.merge_from(ResultsStore(tmp_path / "missing.sqlite"))
     assert not (tmp_path / "missing.sqlite").exists()
+    with pytest.raises(UserError, match="destination itself"):
+        into.merge_from(ResultsStore(store_url))
 
 
 def test_default_db_path(monkeypatch, tmp_path):

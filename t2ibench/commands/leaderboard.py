@@ -172,7 +172,7 @@ def _merge(args: argparse.Namespace) -> int:
     for src in sources:
         if not src.exists():
             raise UserError(f"results merge: no results store at {src}")
-        if src.location == into.location:
+        if src.is_same_store(into):
             raise UserError(f"results merge: {src} is the destination itself")
     read = [(src, src.query()) for src in sources]  # every source read before anything is written
     reports = []

@@ -403,9 +403,15 @@ class ResultsStore:
                     found[row.identity()] = row
         return found
 
+    def is_same_store(self, other: ResultsStore) -> bool:
+        a, b = self.location, other.location
+        if a.kind == b.kind == "sqlite":
+            return a.path.resolve() == b.path.resolve()
+        return (a.kind, a.host, a.port, a.dbname) == (b.kind, b.host, b.port, b.dbname)
+
     def merge_from(self, source: ResultsStore) -> AddReport:
         """Every row of `source` not already here (by identity); conflicts are reported, not written."""
-        if source.location == self.location:
+        if source.is_same_store(self):
             raise UserError(f"results merge: {source} is the destination itself")
         if not source.exists():
             raise UserError(f"results merge: no results store at {source}")
