@@ -120,7 +120,7 @@ class EvalConfig:
     metrics: str = _run_only("tifa")
     prompts: str | None = _run_only(None)  # prompt set name (None: each metric's default)
     limit: int | None = _run_only(64)  # prompts per evaluation
-    db: str | None = _run_only(None)  # results store (None: $T2IBENCH_DB or ./results)
+    db: str | None = _run_only(None)  # results store: SQLite path or postgresql:// URL (None: $T2IBENCH_DB or ./results)
     steps: int = _run_only(50)  # DDIM steps (protocol: 50)
     cfg: float = _run_only(7.5)
     seed: int = _run_only(0)
