@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "skipped, so merging again changes nothing. A result that is there with a "
                                    "different value is reported and not overwritten (exit status 1).")
     m.add_argument("sources", nargs="+", metavar="SOURCE", help="stores to read: SQLite paths or URLs")
-    m.add_argument("--into", required=True, metavar="DB", help="destination store (created if needed): " + db_help)
+    m.add_argument("--into", required=True, metavar="DB", help="destination store, created if needed: a SQLite path, sqlite:///PATH or "
+                                                      "postgresql://user@host:port/dbname")
     m.add_argument("--format", choices=("text", "json"), default="text")
     m.set_defaults(handler=_merge)
 
