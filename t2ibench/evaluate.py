@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,10 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     _check_weights(names, weights, options)
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
+    if store:
+        from t2ibench.store import ResultsStore
+
+        ResultsStore(db).check_writable()  # an unreachable server or a newer store: say so before generating
 
     dist, device = _distributed(accelerator, device)
     model = as_sampleable(model_or_ckpt, ema=ema, device=device)
@@ -349,4 +354,6 @@ def _store_rows(record: dict, names: list[str], db) -> None:
                               gmacs=record["gmacs"], categories=r.get("categories") or {},
                               ckpt_hash=record["checkpoint"]["hash"], manifest_hash=r["manifest_hash"],
                               manifest=r["manifest"]))
-    ResultsStore(db).add(rows)
+    report = ResultsStore(db).insert(rows)  # a rerun of the same evaluation adds no duplicate
+    for conflict in report.conflicts:
+        print(f"results store: {conflict.describe()}", file=sys.stderr)

@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pg_server import pg_server_url, store_url  # noqa: F401 -- fixtures: one PostgreSQL server per session
 
 # No hub on CI: a hub lookup must fail at once instead of retrying for 30-50 s per file.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

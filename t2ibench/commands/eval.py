@@ -61,7 +61,8 @@ def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--variant", help="variant name (default: the checkpoint's)")
     t.add_argument("--step", type=int, help="training step")
     t.add_argument("--train-flops", type=float, help="cumulative training FLOPs")
-    t.add_argument("--db", metavar="PATH", help="results store (default $T2IBENCH_DB, else results/t2ibench.sqlite)")
+    t.add_argument("--db", metavar="PATH|URL", help="results store: a SQLite path or postgresql://user@host:port/dbname "
+                                                  "(default $T2IBENCH_DB, else results/t2ibench.sqlite)")
     t.add_argument("--no-store", action="store_true", help="write results.json only, no row in the store")
     q = p.add_argument_group("TIFA (both --ckpt and --images)")
     q.add_argument("--tifa-questions", metavar="FILE", help="TIFA-format question file (brings its own prompts)")

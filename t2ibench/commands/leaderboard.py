@@ -1,10 +1,11 @@
-"""`t2ibench leaderboard build|fit|export|import`: the static site, power-law fits on Pareto
-frontiers, and moving results between stores as CSV/JSON."""
+"""`t2ibench leaderboard build|fit|export|import|merge`: the static site, power-law fits on Pareto
+frontiers, and moving results between stores (CSV/JSON files, or store to store)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from t2ibench.errors import UserError
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Build the static leaderboard site, fit S = a*X^b on Pareto frontiers, "
                                           "and import/export results.")
     sub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
-    db_help = "results store: a path or sqlite:///PATH (default: $T2IBENCH_DB, else ./results/t2ibench.sqlite)"
+    db_help = ("results store: a SQLite path, sqlite:///PATH or postgresql://user@host:port/dbname "
+               "(default: $T2IBENCH_DB, else ./results/t2ibench.sqlite)")
 
     b = sub.add_parser("build", help="write the static site (index.html + plots)")
     b.add_argument("--db", help=db_help)
@@ -52,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--db", help=db_help)
     i.add_argument("--as", dest="file_format", choices=("csv", "json"), help="format (default: from the suffix)")
     i.set_defaults(handler=_import)
+
+    m = sub.add_parser("merge", help="add the results of other stores (e.g. one per job) to one store",
+                       description="Copy every result of the source stores into --into, once: a result already "
+                                   "there (same run, step, metric, version, manifest and checkpoint hash) is "
+                                   "skipped, so merging again changes nothing. A result that is there with a "
+                                   "different value is reported and not overwritten (exit status 1).")
+    m.add_argument("sources", nargs="+", metavar="SOURCE", help="stores to read: SQLite paths or URLs")
+    m.add_argument("--into", required=True, metavar="DB", help="destination store, created if needed: a SQLite path, sqlite:///PATH or "
+                                                      "postgresql://user@host:port/dbname")
+    m.add_argument("--format", choices=("text", "json"), default="text")
+    m.set_defaults(handler=_merge)
 
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -141,6 +154,41 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     store = _store(args)
-    n = store.import_file(args.file, args.file_format)
-    print(f"imported {n} result(s) into {store.path}")
-    return 0
+    report = store.import_file(args.file, args.file_format)
+    print(f"imported {args.file} into {store}: {report.summary()}")
+    _print_conflicts(report.conflicts)
+    return 1 if report.conflicts else 0
+
+
+def _print_conflicts(conflicts: list) -> None:  # list[Conflict]
+    for c in conflicts:
+        print(f"conflict: {c.describe()}", file=sys.stderr)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from t2ibench.store import ResultsStore
+
+    into = ResultsStore(args.into)
+    sources = [ResultsStore(s) for s in args.sources]
+    for src in sources:
+        if not src.exists():
+            raise UserError(f"results merge: no results store at {src}")
+        if src.is_same_store(into):
+            raise UserError(f"results merge: {src} is the destination itself")
+    read = [(src, src.query()) for src in sources]  # every source read before anything is written
+    reports = []
+    for src, rows in read:
+        report = into.insert(rows)
+        reports.append((src, report))
+        if args.format == "text":
+            print(f"{src}: {report.summary()}")
+        _print_conflicts(report.conflicts)
+    n_conflicts = sum(len(r.conflicts) for _, r in reports)
+    if args.format == "json":
+        print(json.dumps({"into": str(into), "sources": [
+            {"source": str(s), "added": r.added, "duplicates": r.duplicates,
+             "conflicts": [c.describe() for c in r.conflicts]} for s, r in reports]}))
+    else:
+        print(f"{into} now holds {len(into)} result(s)" +
+              (f"; {n_conflicts} conflicting result(s) were not written (listed above)" if n_conflicts else ""))
+    return 1 if n_conflicts else 0

@@ -203,10 +203,10 @@ def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, s
     groups = group_by_protocol(rows)
     made: list[Path] = []
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
-    meta = (f"Store <code>{escape(str(store.path))}</code> · {len(rows)} result(s) · {len(groups)} protocol group(s)"
+    meta = (f"Store <code>{escape(str(store))}</code> · {len(rows)} result(s) · {len(groups)} protocol group(s)"
             f" · selection: <b>{select}</b> · built {escape(stamp)}")
     if not rows:
-        body = (f'<p class="empty" id="empty">The results store <code>{escape(str(store.path))}</code> has no results '
+        body = (f'<p class="empty" id="empty">The results store <code>{escape(str(store))}</code> has no results '
                 "yet. Add some with <code>t2ibench eval ... --db PATH</code>, a training run with in-training "
                 "evaluation, or <code>t2ibench leaderboard import FILE</code>, then build again.</p>")
         nav = ""

@@ -14,6 +14,7 @@ fine-tuning value and diffusers' common choice) and record it in every checkpoin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -126,7 +127,7 @@ class EvalConfig:
     metrics: str = _run_only("tifa")
     prompts: str | None = _run_only(None)  # prompt set name (None: each metric's default)
     limit: int | None = _run_only(64)  # prompts per evaluation
-    db: str | None = _run_only(None)  # results store (None: $T2IBENCH_DB or ./results)
+    db: str | None = _run_only(None)  # results store: SQLite path or postgresql:// URL (None: $T2IBENCH_DB or ./results)
     steps: int = _run_only(50)  # DDIM steps (protocol: 50)
     cfg: float = _run_only(7.5)
     seed: int = _run_only(0)
@@ -174,7 +175,13 @@ class RunConfig:
         return self.run or Path(self.out_dir).name
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as saved (config.json, checkpoints) and logged (trackers): a password in eval.db is
+        left out; the run reads it from $PGPASSWORD or ~/.pgpass when resumed from the saved config."""
+        from t2ibench.store.location import redact
+
+        d = dataclasses.asdict(self)
+        d["eval"]["db"] = redact(d["eval"]["db"])
+        return d
 
     def recipe(self) -> dict[str, Any]:
         """The fields that define what is trained (everything not marked recipe=False)."""
@@ -229,7 +236,7 @@ def all_keys(cls=RunConfig, prefix: str = "") -> list[str]:
 
 def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any]) -> RunConfig:
     """A copy of `config` with `key=value` overrides applied; bad keys/values raise UserError."""
-    config = RunConfig.from_dict(config.to_dict())
+    config = copy.deepcopy(config)
     items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
     for key, raw in items:
         parts = key.split(".")

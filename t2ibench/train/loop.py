@@ -67,6 +67,10 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
     get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
+    if config.eval.every:  # a bad eval.db (unreachable server, newer schema) stops here, not at the first eval
+        from t2ibench.store import ResultsStore
+
+        ResultsStore(config.eval.db).check_writable()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
