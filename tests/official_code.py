@@ -50,3 +50,13 @@ def official_functions(rel: str, names: list[str], env: dict) -> dict:
     module = ast.Module(body=keep, type_ignores=[])
     exec(compile(module, str(official_file(rel)), "exec"), env)  # noqa: S102 (pinned official file, test only)
     return {n: env[n] for n in names}
+
+
+def official_module(rel: str, name: str):
+    """Import a whole official file as a module (all its imports must be installed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, official_file(rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -12,7 +12,6 @@ never ranked with 4-image results.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,33 +19,13 @@ from typing import Any, ClassVar
 from t2ibench.errors import UserError
 from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptRecord, Scorer
 from t2ibench.metrics.geneval import rules
+from t2ibench.metrics.images_per_prompt import check_k, count_images_per_prompt
 from t2ibench.metrics.geneval.detector import (DEFAULT_DETECTOR, DETECTORS, ColorClassifier, Mask2FormerDetector,
                                                detector_weight)
 from t2ibench.metrics.tifa.vqa import snapshot_tag, to_rgb
 from t2ibench.weights import WeightFile
 
 OFFICIAL_IMAGES_PER_PROMPT = 4
-K_POLICIES = ("official", "any")
-
-
-def count_images_per_prompt(records: Sequence[PromptRecord], declared: int | None = None) -> int:
-    """K: the declared count, else how often each prompt id occurs (1 when each occurs once)."""
-    if declared:
-        return int(declared)
-    counts = set(Counter(r.id for r in records).values())
-    if len(counts) > 1:
-        raise UserError(f"prompts occur an unequal number of times ({sorted(counts)}); every prompt needs "
-                        "the same number of images")
-    return counts.pop() if counts else 1
-
-
-def check_k(metric: str, k: int, official: int, policy: str) -> None:
-    if policy not in K_POLICIES:
-        raise UserError(f"{metric}: k={policy!r}; choose one of {', '.join(K_POLICIES)}")
-    if policy == "official" and k != official:
-        raise UserError(f"{metric}: {k} image(s) per prompt, the official protocol scores {official}; generate "
-                        f"{official} per prompt, or pass --option {metric}.k=any to score {k} (recorded as k={k}, "
-                        "not comparable with published numbers)")
 
 
 class GenEvalScore(Scorer):
