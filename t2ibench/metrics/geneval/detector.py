@@ -123,6 +123,12 @@ class ColorClassifier:
         self.device = device
         self._heads: dict[str, Any] = {}
 
+    def autocast(self):
+        """The official run classifies under CUDA autocast (clip_benchmark's `amp=True`); on CPU, float32."""
+        import torch
+
+        return torch.autocast("cuda", enabled=str(self.device).startswith("cuda"))
+
     def head(self, classname: str):
         import torch
         import torch.nn.functional as F
@@ -130,7 +136,7 @@ class ColorClassifier:
         if classname not in self._heads:
             templates = [t.format(cls=classname) for t in COLOR_TEMPLATES]
             cols = []
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 for color in COLORS:
                     tokens = self.tokenizer([t.format(c=color) for t in templates]).to(self.device)
                     emb = F.normalize(self.model.encode_text(tokens), dim=-1).mean(dim=0)
@@ -158,7 +164,7 @@ class ColorClassifier:
         if not objects:
             return []
         pixels = torch.stack([self.transform(c) for c in self.crops(image, objects)]).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             feats = F.normalize(self.model.encode_image(pixels), dim=-1)
             logits = 100.0 * feats @ self.head(classname)
         return [COLORS[i] for i in logits.argmax(1).tolist()]
