@@ -138,3 +138,52 @@ def test_official_code_agrees(tmp_path, monkeypatch, capsys):
     printed = dict(re.findall(r"\t([^:\n]+): ([0-9.e-]+)", out.split("Image path:")[0]))
     expected = {**{k: 100 * v for k, v in summary.l1.items()}, **{k: 100 * v for k, v in summary.l2.items()}}
     assert {k: float(v) for k, v in printed.items()} == pytest.approx(expected, abs=1e-9)
+
+
+def test_scorer_replays_through_the_backend_interface(monkeypatch):
+    """The scorer end to end (prompt-set format -> grid crops -> VQA backend -> official scoring), with a
+    VQA backend registered at run time that replays the recorded answers by crop colour."""
+    from PIL import Image
+
+    from t2ibench.metrics.dpg import DPGBenchScore
+    from t2ibench.metrics.tifa import vqa
+    from t2ibench.prompts import formats
+
+    questions = {q: qid for _, _, qid, _, _, q in ROWS}
+
+    class ReplayBackend(vqa.VQABackend):
+        name = "replay"
+
+        @property
+        def version(self):
+            return "replay"
+
+        def answer(self, images, qs, choices):
+            assert all(tuple(c) == ("yes", "no") for c in choices)
+            out = []
+            for im, q in zip(images, qs):
+                crop = CROP_COLOURS.index(im.getpixel((0, 0)))
+                item = self.item_of(q)
+                out.append(recorded(item, crop, questions[q]))
+            return out
+
+        @staticmethod
+        def item_of(q):
+            return next(i for i, _, _, _, _, qq in ROWS if qq == q and i != "first")
+
+    monkeypatch.setitem(vqa.VQA_BACKENDS, "replay", ReplayBackend)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "g.csv").write_text(csv_text())
+        records = [r for r in formats.dpg_bench_csv({"graphs": Path(d) / "g.csv"}, {}) if r.id != "first"]
+    r = 8
+    grid = Image.new("RGB", (2 * r, 2 * r))
+    for k, (x, y) in enumerate([(0, 0), (r, 0), (0, r), (r, r)]):
+        grid.paste(CROP_COLOURS[k], (x, y, x + r, y + r))
+    scorer = DPGBenchScore(vqa="replay", grid="2x2")
+    result = scorer.score([grid] * len(records), records, batch_size=2)
+    assert {it.id: it.value for it in result.per_item} == pytest.approx(EXPECTED_PROMPT)
+    assert result.value == pytest.approx(EXPECTED_SCORE)
+    assert result.extra["images_per_prompt"] == 4 and result.version.endswith("/k=4")
