@@ -131,7 +131,8 @@ class VQAScore(Scorer):
 
 
 def skill_means(values: Sequence[tuple[str, float]], skills: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """GenAI-Bench per-skill means (as t2v_metrics' `show_performance_per_skill`): each tag, including the
+    """GenAI-Bench per-skill means, as `show_performance_per_skill` in linzhiqiu/t2v_metrics
+    genai_bench/evaluate.py (commit d8ad36aa) computes them: each tag, including the
     `basic` and `advanced` groups, is the mean over the prompts listed under it; `all` is the mean over the
     union of tagged prompts (untagged prompts are left out of it). Several images of a prompt are averaged
     first."""

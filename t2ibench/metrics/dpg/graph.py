@@ -2,7 +2,7 @@
 
 Mirrors TencentQQGYLab/ELLA at 3c228f1dc6c4d3cad0a47493816151a419f14db3, `dpg_bench/compute_dpg_bench.py`:
 
-* `parse_question_graphs` <- `prepare_dpg_data` (lines 65-98): rows of `dpg_bench.csv` grouped by
+* `parse_question_graphs` <- `prepare_dpg_data` (lines 65-99): rows of `dpg_bench.csv` grouped by
   consecutive `item_id`; `proposition_id` is the question id, `dependency` a comma-separated list of
   parent ids (0: none). The official loop skips the csv's first data row (`if i == 0: continue`), so the
   first item loses its first question; `official_first_row=True` (the default) keeps that quirk, since
@@ -16,7 +16,7 @@ Mirrors TencentQQGYLab/ELLA at 3c228f1dc6c4d3cad0a47493816151a419f14db3, `dpg_be
 * `score_prompt` <- the rest of `compute_dpg_one_sample` (lines 156-161): mean over the prompt's images
   (the 2x2 grid crops); the category scores use the raw answers (before the dependency rule) of the
   prompt's last image.
-* `summarize` <- `main` (lines 195-245): DPG-Bench is the mean over scored prompts; an L2 category
+* `summarize` <- `main` (lines 164-253): DPG-Bench is the mean over scored prompts; an L2 category
   (`tuple` up to its first "(", e.g. "entity - whole") is the mean of its questions' raw scores over all
   prompts; an L1 category is the part before the first "-". The official printout is x100.
 """
