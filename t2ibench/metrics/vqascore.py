@@ -11,8 +11,8 @@ generation-config logits processors; at the first step with greedy decoding only
 (unpadded) tokens. t2v_metrics scores one pair at a time; here pairs are batched with left padding.
 
 Offered: Qwen2.5-VL 3B and 7B Instruct (t2v_metrics' Qwen family). The paper's CLIP-FlanT5 models are not
-offered: t2v_metrics' CLIP-T5 code is a LLaVA fork pinned to transformers 4.49 and does not load with
-this project's transformers 5.
+offered: t2v_metrics' CLIP-T5 code is a LLaVA fork written for transformers 4.49; it imports here (with
+opencv) but was not shown to load and score correctly under transformers 5 (docs/alignment-metrics.md).
 """
 
 from __future__ import annotations
