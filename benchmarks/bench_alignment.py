@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -101,6 +102,8 @@ def t2v_qwen(model_dir: Path, device: str, dtype):
         if name not in sys.modules:
             mod = types.ModuleType(name)
             mod.__path__ = [str(root / sub)]
+            mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            mod.__spec__.submodule_search_locations = mod.__path__  # find_spec keeps working
             sys.modules[name] = mod
     qmod = importlib.import_module("t2v_metrics.models.vqascore_models.qwen2vl_model")
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration

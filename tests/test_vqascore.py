@@ -4,6 +4,7 @@ equal to t2v_metrics' own `Qwen2VLModel.forward` on the same weights and images,
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import json
 import sys
 import types
@@ -54,6 +55,8 @@ def t2v_metrics_qwen(model_dir: Path):
         if name not in sys.modules or not hasattr(sys.modules[name], "__path__"):
             mod = types.ModuleType(name)
             mod.__path__ = [str(root / sub)]
+            mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            mod.__spec__.submodule_search_locations = mod.__path__  # find_spec keeps working
             sys.modules[name] = mod
     qmod = importlib.import_module("t2v_metrics.models.vqascore_models.qwen2vl_model")
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
