@@ -77,11 +77,13 @@ def build_qwen(out: Path, size: str, device: str) -> Path:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         cfg = Qwen2_5_VLConfig.from_pretrained(path)
-        cfg.text_config.update(dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-                                    num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000))
+        cfg.text_config.update({"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                                "num_attention_heads": 16, "num_key_value_heads": 2,
+                                "max_position_embeddings": 128000})
         cfg.text_config.rope_parameters["mrope_section"] = [16, 24, 24]
-        cfg.vision_config.update(dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                                      out_hidden_size=2048, window_size=112, fullatt_block_indexes=[7, 15, 23, 31]))
+        cfg.vision_config.update({"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                                  "out_hidden_size": 2048, "window_size": 112,
+                                  "fullatt_block_indexes": [7, 15, 23, 31]})
         with torch.device(device):
             model = Qwen2_5_VLForConditionalGeneration(cfg).to(torch.bfloat16)
         model.generation_config.repetition_penalty = 1.05
@@ -154,10 +156,10 @@ def build_blip(out: Path, size: str) -> Path:
         from transformers import BlipConfig, BlipForQuestionAnswering
 
         cfg = BlipConfig.from_pretrained(path)
-        cfg.vision_config.update(dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                      num_attention_heads=16, image_size=384, patch_size=16))
-        cfg.text_config.update(dict(hidden_size=768, encoder_hidden_size=1024, intermediate_size=3072,
-                                    num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512))
+        cfg.vision_config.update({"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                                  "num_attention_heads": 16, "image_size": 384, "patch_size": 16})
+        cfg.text_config.update({"hidden_size": 768, "encoder_hidden_size": 1024, "intermediate_size": 3072,
+                                "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 512})
         torch.manual_seed(0)
         BlipForQuestionAnswering(cfg).save_pretrained(path)
     return path
@@ -213,8 +215,12 @@ def build_geneval(tmp: Path, size: str):
 
     det = build_tiny_mask2former(tmp / "m2f", seed=1, boost_label=16)
     if size == "real":  # Swin-S backbone, Mask2Former defaults (100 queries, 256 wide), 800 px shortest edge
-        from transformers import (Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor,
-                                  SwinConfig)
+        from transformers import (
+            Mask2FormerConfig,
+            Mask2FormerForUniversalSegmentation,
+            Mask2FormerImageProcessor,
+            SwinConfig,
+        )
 
         backbone = SwinConfig(image_size=224, embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
                               window_size=7, out_features=["stage1", "stage2", "stage3", "stage4"])

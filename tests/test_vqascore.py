@@ -3,8 +3,6 @@ equal to t2v_metrics' own `Qwen2VLModel.forward` on the same weights and images,
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
 import json
 import sys
 import types

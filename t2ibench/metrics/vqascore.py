@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptRecord, Scorer
+from t2ibench.metrics.base import (
+    ImageLike,
+    ItemScore,
+    MetricResult,
+    PromptRecord,
+    Scorer,
+)
 from t2ibench.metrics.tifa.vqa import snapshot_tag, to_rgb
 from t2ibench.weights import WeightFile
 

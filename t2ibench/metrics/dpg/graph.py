@@ -144,6 +144,10 @@ class DpgSummary:
     n_failed: int
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
 def summarize(scored: Sequence[tuple[QuestionGraph, PromptOutcome]]) -> DpgSummary:
     ok = [(g, o) for g, o in scored if o.score is not None]
     if not ok:
@@ -155,7 +159,6 @@ def summarize(scored: Sequence[tuple[QuestionGraph, PromptOutcome]]) -> DpgSumma
     by_l1: dict[str, list[float]] = defaultdict(list)
     for l2, values in by_l2.items():
         by_l1[category_l1(l2)].extend(values)
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
-    return DpgSummary(score=mean([o.score for _, o in ok]), l1={k: mean(v) for k, v in by_l1.items()},
-                      l2={k: mean(v) for k, v in sorted(by_l2.items())}, n_prompts=len(ok),
+    return DpgSummary(score=_mean([o.score for _, o in ok]), l1={k: _mean(v) for k, v in by_l1.items()},
+                      l2={k: _mean(v) for k, v in sorted(by_l2.items())}, n_prompts=len(ok),
                       n_failed=len(scored) - len(ok))

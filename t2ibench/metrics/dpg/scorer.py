@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptRecord, Scorer
+from t2ibench.metrics.base import (
+    ImageLike,
+    ItemScore,
+    MetricResult,
+    PromptRecord,
+    Scorer,
+)
 from t2ibench.metrics.dpg.graph import QuestionGraph, score_prompt, summarize
 from t2ibench.metrics.images_per_prompt import check_k, count_images_per_prompt
 from t2ibench.metrics.tifa.vqa import VQABackend, to_rgb, vqa_backend_class

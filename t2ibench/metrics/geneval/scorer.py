@@ -17,11 +17,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptRecord, Scorer
+from t2ibench.metrics.base import (
+    ImageLike,
+    ItemScore,
+    MetricResult,
+    PromptRecord,
+    Scorer,
+)
 from t2ibench.metrics.geneval import rules
+from t2ibench.metrics.geneval.detector import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    ColorClassifier,
+    Mask2FormerDetector,
+    detector_weight,
+)
 from t2ibench.metrics.images_per_prompt import check_k, count_images_per_prompt
-from t2ibench.metrics.geneval.detector import (DEFAULT_DETECTOR, DETECTORS, ColorClassifier, Mask2FormerDetector,
-                                               detector_weight)
 from t2ibench.metrics.tifa.vqa import snapshot_tag, to_rgb
 from t2ibench.weights import WeightFile
 
