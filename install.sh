@@ -24,6 +24,9 @@ PY=${PYTHON:-python3}
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 $PY -m pip install -q -e ".[test]"
 $PY -m pip install -q --no-deps "image-reward==1.5" "hpsv2==1.2.0"
+# VQAScore: qwen-vl-utils (Qwen's image resize; its PyAV requirement is only for video). t2v-metrics and
+# decord only for the equivalence test, which imports t2v_metrics' Qwen model file (its pins are transformers 4.49).
+$PY -m pip install -q --no-deps "qwen-vl-utils==0.0.14" "t2v-metrics==3.0" "decord==0.6.0" "clip-benchmark==1.6.2"
 $PY -m t2ibench.compat install
 if [[ $BROWSER == 1 ]] && ! command -v chromium >/dev/null; then apt_install chromium; fi
 if [[ $POSTGRES == 1 ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then apt_install postgresql; fi

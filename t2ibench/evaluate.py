@@ -115,6 +115,16 @@ def _prompt_sets(metrics: list[str], prompts, prompts_dir, limit, options: dict[
     return out
 
 
+def _check_prompts(metrics: list[str], sets: dict[str, Any], protocol, options: dict[str, dict]) -> None:
+    """Each metric's check of its prompts (its questions present, K images per prompt) before any work.
+    K is the protocol's `images_per_prompt` when it has one, else 1."""
+    from t2ibench.metrics import check_prompts
+
+    k = getattr(protocol, "images_per_prompt", None) or 1
+    for m in metrics:
+        check_prompts(m, sets[m].records, k, **options.get(m, {}))
+
+
 def _check_weights(metrics: list[str], weights: dict[str, dict], options: dict[str, dict]) -> None:
     """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
     from t2ibench.metrics import scorer_class
@@ -224,6 +234,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
 
         precheck(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
     sets = _prompt_sets(names, prompts, prompts_dir, limit, options)
+    _check_prompts(names, sets, protocol, options)
     _check_weights(names, weights, options)
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything

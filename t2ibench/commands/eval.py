@@ -217,6 +217,10 @@ def eval_images(args: argparse.Namespace) -> int:
     else:
         raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
     match = match_images(args.images, list(prompts))
+    from t2ibench.metrics import check_prompts
+
+    for m in metrics:  # the metric's questions present, K images per prompt (--images-per-prompt, else 1)
+        check_prompts(m, match.prompts, getattr(args, "images_per_prompt", None), **options.get(m, {}))
     check_weights(metrics, weights, options)  # stop before any model is loaded
     out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
     device = resolve_device(args.device)

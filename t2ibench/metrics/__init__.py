@@ -16,6 +16,10 @@ SCORERS: dict[str, str] = {
     "hpsv2": "t2ibench.metrics.hpsv2:HPSv2Score",
     "hpsv2.1": "t2ibench.metrics.hpsv2:HPSv21Score",
     "tifa": "t2ibench.metrics.tifa:TIFAScore",
+    # Alignment metrics T2I papers report since 2024 (docs/alignment-metrics.md).
+    "vqascore": "t2ibench.metrics.vqascore:VQAScore",
+    "dpg": "t2ibench.metrics.dpg:DPGBenchScore",
+    "geneval": "t2ibench.metrics.geneval:GenEvalScore",
 }
 
 
@@ -24,6 +28,11 @@ def scorer_class(name: str) -> type[Scorer]:
         raise UserError(f"unknown metric {name!r}; known: {', '.join(SCORERS)}")
     module, cls = SCORERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def check_prompts(metric: str, records, images_per_prompt: int | None = None, **options) -> None:
+    """The metric's own check of a prompt set (questions present, K images per prompt), before any model loads."""
+    scorer_class(metric).check_prompts(list(records), images_per_prompt, **options)
 
 
 def parse_metrics(spec: str) -> list[str]:
@@ -37,4 +46,4 @@ def parse_metrics(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["SCORERS", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "parse_metrics", "scorer_class"]
+__all__ = ["SCORERS", "check_prompts", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "parse_metrics", "scorer_class"]

@@ -112,6 +112,12 @@ class Scorer(ABC):
         raise NotImplementedError
 
     @classmethod
+    def check_prompts(cls, records: Sequence[PromptRecord], images_per_prompt: int | None = None,
+                      **options: Any) -> None:
+        """Stop with one line, before any model loads, when these prompts (and K images per prompt)
+        cannot be scored by this metric, e.g. prompts without the metric's questions."""
+
+    @classmethod
     def declared_version(cls, **options: Any) -> str:
         """The version of this configuration as far as it is known without loading weights (for
         `t2ibench metrics`); the loaded scorer's `version` is authoritative and goes into results."""

@@ -28,6 +28,7 @@ from t2ibench.prompts.sources import manifest_names, read_manifest
 PAPER_PROMPT_SETS: dict[str, str] = {
     "tifa": "tifa-v1", "hpsv2": "tifa-v1", "hpsv2.1": "tifa-v1",
     "imagereward": "coco-10k", "clip": "coco-10k", "clip-x100": "coco-10k", "fid": "coco-10k",
+    "vqascore": "genai-bench", "dpg": "dpg-bench", "geneval": "geneval",
 }
 
 

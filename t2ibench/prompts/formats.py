@@ -103,6 +103,31 @@ def compbench_txt(files: dict[str, Path], manifest: dict[str, Any]) -> list[Prom
     return out
 
 
+def genai_bench_json(files: dict[str, Path], manifest: dict[str, Any]) -> list[PromptRecord]:
+    """GenAI-Bench: genai_image.json ({"00000": {"prompt": ...}}) and genai_skills.json ({tag: [index]})."""
+    prompts, skills = _json(files["prompts"]), _json(files["skills"])
+    if not isinstance(prompts, dict) or not isinstance(skills, dict):
+        raise UserError("GenAI-Bench files: expected JSON objects (genai_image.json, genai_skills.json)")
+    tags_of: dict[str, list[str]] = {}
+    for tag, indices in skills.items():
+        for i in indices:
+            tags_of.setdefault(f"{int(i):05d}", []).append(tag)
+    out = []
+    for pid, entry in prompts.items():
+        tags = tags_of.get(pid, [])
+        category = "advanced" if "advanced" in tags else "basic" if "basic" in tags else None
+        out.append(PromptRecord(id=pid, text=entry["prompt"], category=category, meta={"skills": tags}))
+    return out
+
+
+def dpg_bench_csv(files: dict[str, Path], manifest: dict[str, Any]) -> list[PromptRecord]:
+    """DPG-Bench: one record per item of dpg_bench.csv, its question graph in meta (official parsing)."""
+    from t2ibench.metrics.dpg.graph import parse_question_graphs
+
+    graphs = parse_question_graphs(_text(files["graphs"]), str(files["graphs"]))
+    return [PromptRecord(id=g.item_id, text=g.text, meta={"dpg_questions": g.to_meta()}) for g in graphs.values()]
+
+
 FORMATS: dict[str, Callable[[dict[str, Path], dict[str, Any]], list[PromptRecord]]] = {
     "tifa-text-inputs": tifa_text_inputs,
     "coco-draw": coco_draw,
@@ -112,6 +137,8 @@ FORMATS: dict[str, Callable[[dict[str, Path], dict[str, Any]], list[PromptRecord
     "geneval-jsonl": geneval_jsonl,
     "imagereward-json": imagereward_json,
     "compbench-txt": compbench_txt,
+    "genai-bench-json": genai_bench_json,
+    "dpg-bench-csv": dpg_bench_csv,
 }
 
 
