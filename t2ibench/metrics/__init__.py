@@ -12,9 +12,17 @@ SCORERS: dict[str, str] = {
     "clip": "t2ibench.metrics.clip:ClipScore",
     "clip-x100": "t2ibench.metrics.clip:ClipScoreX100",
     "fid": "t2ibench.metrics.fid:FID",
+    "kid": "t2ibench.metrics.kid:KID",
+    "precision": "t2ibench.metrics.prdc:Precision",
+    "recall": "t2ibench.metrics.prdc:Recall",
+    "density": "t2ibench.metrics.prdc:Density",
+    "coverage": "t2ibench.metrics.prdc:Coverage",
+    "cmmd": "t2ibench.metrics.cmmd:CMMD",
+    "fd-dinov2": "t2ibench.metrics.fd_dinov2:FDDinov2",
     "imagereward": "t2ibench.metrics.imagereward:ImageRewardScore",
     "hpsv2": "t2ibench.metrics.hpsv2:HPSv2Score",
     "hpsv2.1": "t2ibench.metrics.hpsv2:HPSv21Score",
+    "pickscore": "t2ibench.metrics.pickscore:PickScore",
     "tifa": "t2ibench.metrics.tifa:TIFAScore",
 }
 
