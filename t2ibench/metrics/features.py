@@ -174,14 +174,8 @@ class Extractor:
 class InceptionExtractor(Extractor):
     def __init__(self, spec, path, resize, device):
         super().__init__(spec, path, resize, device)
-        import torch
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        # torch-fidelity unpickles the file with weights_only=False; refuse anything but plain tensors.
-        try:
-            torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise UserError(f"{path} is not a plain state_dict of tensors ({type(exc).__name__})") from None
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                                feature_extractor_weights_path=str(path)).to(device)
 
@@ -234,9 +228,22 @@ class Dinov2Extractor(Extractor):
         return self.model(pixel_values=batch).pooler_output  # layernorm(last_hidden_state)[:, 0]
 
 
+def check_weights(spec: ExtractorSpec, path: Path) -> None:
+    """Refuse unusable weights when a scorer is built, before any image is read (models load lazily)."""
+    if spec.weights.is_dir:
+        if not (Path(path) / "config.json").is_file():
+            raise UserError(f"{path} is not a transformers model folder (no config.json) for {spec.name}")
+        return
+    import torch
+
+    # torch-fidelity unpickles the file with weights_only=False; refuse anything but plain tensors.
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise UserError(f"{path} is not a plain state_dict of tensors ({type(exc).__name__})") from None
+
+
 def _from_pretrained(cls, path: Path, spec: ExtractorSpec):
-    if not (Path(path) / "config.json").is_file():
-        raise UserError(f"{path} is not a transformers model folder (no config.json) for {spec.name}")
     try:
         return cls.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -364,5 +371,6 @@ def feature_source(name: str, path: Path, *, resize: str | None = None, device: 
     from t2ibench.paths import cache_root
 
     spec = extractor_spec(name)
+    check_weights(spec, Path(path))
     root = Path(cache_dir).expanduser() if cache_dir else cache_root()
     return FeatureSource(spec, Path(path), spec.check_resize(resize), device, root, batch_size)
