@@ -161,14 +161,16 @@ class Extractor:
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, t in enumerate(inputs):
             by_shape[tuple(t.shape)].append(i)
-        out = torch.empty(len(inputs), self.spec.dim, dtype=torch.float32)
+        rows: list[Any] = [None] * len(inputs)
         with torch.inference_mode():
             for idx in by_shape.values():
                 for s in range(0, len(idx), batch_size):
                     chunk = idx[s:s + batch_size]
-                    out[chunk] = self.encode(torch.stack([inputs[i] for i in chunk]).to(self.device)).float().cpu()
+                    feats = self.encode(torch.stack([inputs[i] for i in chunk]).to(self.device)).float().cpu()
+                    for i, f in zip(chunk, feats):
+                        rows[i] = f
         EXTRACTED[self.spec.name] += len(inputs)
-        return out
+        return torch.stack(rows)
 
 
 class InceptionExtractor(Extractor):
@@ -322,25 +324,24 @@ class FeatureSource:
         import torch
 
         keys = [image_key(im) for im in images]
-        out = torch.empty(len(images), self.spec.dim, dtype=torch.float32)
+        rows: list[Any] = [None] * len(images)
         missing: dict[str, list[int]] = defaultdict(list)
         for i, k in enumerate(keys):
-            p = self._item_path(k)
-            if k in missing:
-                missing[k].append(i)
-                continue
-            try:
-                out[i] = torch.from_numpy(np.load(p))
-            except (OSError, ValueError):
-                missing[k].append(i)
+            if k not in missing:
+                try:
+                    rows[i] = torch.from_numpy(np.load(self._item_path(k)))
+                    continue
+                except (OSError, ValueError):
+                    pass
+            missing[k].append(i)
         if missing:
-            first = [idx[0] for idx in missing.values()]
-            feats = self.extractor()([images[i] for i in first], self.batch_size)
+            feats = self.extractor()([images[idx[0]] for idx in missing.values()], self.batch_size)
             for (k, idx), f in zip(missing.items(), feats):
-                out[idx] = f
+                for i in idx:
+                    rows[i] = f
                 with atomic_open(self._item_path(k), "wb") as fh:
                     np.save(fh, f.numpy())
-        return out
+        return torch.stack(rows) if rows else torch.empty(0, self.spec.dim)
 
     def of_files(self, files: Sequence[Path], chunk: int = 256):
         """(features of the readable files, number unreadable); the whole list is cached too."""
