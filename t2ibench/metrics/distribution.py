@@ -52,8 +52,12 @@ class FeatureDistributionScorer(Scorer):
         super().__init__(device, weights, **options)
         self.real_images = Path(real_images) if real_images else None
         self.coco_dir = Path(coco_dir) if coco_dir else None
-        if self.real_images is not None and not self.real_images.is_dir():
-            raise UserError(f"{self.name}: real image folder {self.real_images} does not exist")
+        if self.real_images is not None:
+            from t2ibench.images import list_images
+
+            if not self.real_images.is_dir():
+                raise UserError(f"{self.name}: real image folder {self.real_images} does not exist")
+            self.check_count(len(list_images(self.real_images)), f"real (in {self.real_images})")
         if self.coco_dir is not None and not self.coco_dir.is_dir():
             raise UserError(f"{self.name}: COCO folder {self.coco_dir} does not exist")
         if self.real_images is None and self.coco_dir is None:
