@@ -57,7 +57,7 @@ class FeatureDistributionScorer(Scorer):
 
             if not self.real_images.is_dir():
                 raise UserError(f"{self.name}: real image folder {self.real_images} does not exist")
-            self.check_count(len(list_images(self.real_images)), f"real (in {self.real_images})")
+            self.check_count(len(list_images(self.real_images)), "real")
         if self.coco_dir is not None and not self.coco_dir.is_dir():
             raise UserError(f"{self.name}: COCO folder {self.coco_dir} does not exist")
         if self.real_images is None and self.coco_dir is None:

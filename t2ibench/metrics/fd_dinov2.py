@@ -28,7 +28,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     import numpy as np
     from scipy import linalg
 
-    root, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    root = linalg.sqrtm(sigma1 @ sigma2)  # dgm-eval passes disp=False, deprecated in SciPy 1.17: same result
     if not np.isfinite(root).all():  # a near-singular product: regularise both covariances
         offset = np.eye(len(sigma1)) * eps
         root = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))

@@ -29,7 +29,8 @@ class _Manifold(FeatureDistributionScorer):
             self.k = 0
         if self.k < 1:
             raise UserError(f"{self.name}: k must be a positive integer; got {k!r}")
-        self.min_images = self.k + 1  # the k-th neighbour of a point, itself excluded
+        # the k-th neighbour of a point, itself excluded (prdc's argpartition needs one more)
+        self.min_images = self.k + (1 if self.component in ("precision", "recall") else 2)
         super().__init__(device, weights, k=self.k, **options)
 
     @classmethod
