@@ -291,3 +291,18 @@ def test_features_build_fills_the_cache_scorers_read(setup, tmp_path, capsys):
     assert main(args) == 0 and '"extracted": 0' in capsys.readouterr().out
     assert main(["features", "build", "--images", str(root / "real"), "--extractors", "nope"]) == 2
     assert "unknown feature extractor 'nope'" in capsys.readouterr().err
+
+
+def test_feature_benchmark_dry_run_checks_equality_and_reports(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_features.py"
+    spec = importlib.util.spec_from_file_location("bench_features", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--dry-run", "--extractors", "clip-vit-l14-336,dinov2-vit-l14"]) == 0
+    out = capsys.readouterr().out
+    for name in ("clip-vit-l14-336", "dinov2-vit-l14"):
+        line = next(x for x in out.splitlines() if x.startswith(name))
+        assert "reference" in line and "warm cache" in line and "max rel diff" in line
