@@ -12,8 +12,8 @@ The cache lives under `<cache dir>/features/<cache_id>/`:
 Entries are written atomically; concurrent writers of the same entry write the same bytes, so a
 cache directory can be shared by a cluster (`t2ibench features build` fills it ahead of time).
 
-Models load lazily and once per process (FID, KID and precision/recall share one Inception), and
-only when some image misses the cache. `EXTRACTED` counts the images each extractor actually ran on.
+Models load lazily, only when some image misses the cache, and are shared by the scorers alive at
+the same time (FID, KID and precision/recall share one Inception). `EXTRACTED` counts the images each extractor actually ran on.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ def _from_pretrained(cls, path: Path, spec: ExtractorSpec):
 LOADERS: dict[str, Callable[..., Extractor]] = {
     "inception": InceptionExtractor, "clip-vit-l14-336": ClipExtractor, "dinov2-vit-l14": Dinov2Extractor,
 }
-_LOADED: dict[tuple[str, str, str, str], Extractor] = {}
+# Loaded networks, shared by the scorers alive at the same time (FID, KID and precision/recall built
+# together share one Inception) and freed with the last of them: weak references, no leak across metrics.
+_LOADED: weakref.WeakValueDictionary[tuple[str, str, str, str], Extractor] = weakref.WeakValueDictionary()
 
 
 def weights_id(path: Path) -> str:
@@ -310,9 +313,10 @@ class FeatureSource:
     def extractor(self) -> Extractor:
         if self._net is None:
             key = (self.spec.name, str(self.path), self.resize, self.device)
-            if key not in _LOADED:
-                _LOADED[key] = LOADERS[self.spec.name](self.spec, self.path, self.resize, self.device)
-            self._net = _LOADED[key]
+            net = _LOADED.get(key)
+            if net is None:
+                net = _LOADED[key] = LOADERS[self.spec.name](self.spec, self.path, self.resize, self.device)
+            self._net = net
         return self._net
 
     def _item_path(self, key: str) -> Path:
