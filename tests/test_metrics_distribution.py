@@ -306,3 +306,12 @@ def test_feature_benchmark_dry_run_checks_equality_and_reports(capsys):
     for name in ("clip-vit-l14-336", "dinov2-vit-l14"):
         line = next(x for x in out.splitlines() if x.startswith(name))
         assert "reference" in line and "warm cache" in line and "max rel diff" in line
+
+
+def test_leaderboard_direction_matches_every_scorer():
+    from t2ibench.leaderboard.analysis import LOWER_IS_BETTER
+    from t2ibench.metrics import SCORERS
+
+    lower = {name for name in SCORERS if not scorer_class(name).higher_is_better}
+    assert lower == set(LOWER_IS_BETTER) & set(SCORERS)
+    assert {"kid", "cmmd", "fd-dinov2"} <= lower
