@@ -54,10 +54,18 @@ def build_weights(name: str, size: str, folder: Path) -> Path:
 
         return build_inception_weights(folder / "inception.pth")
     if size == "tiny":
-        from builders.distribution_models import build_tiny_clip_vision, build_tiny_dinov2
+        from builders.distribution_models import (
+            build_tiny_clip_vision,
+            build_tiny_dinov2,
+        )
 
         return build_tiny_clip_vision(folder / "clip") if name.startswith("clip") else build_tiny_dinov2(folder / "dino")
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Dinov2Config,
+        Dinov2Model,
+    )
 
     if name.startswith("clip"):  # openai/clip-vit-large-patch14-336's vision tower
         model = CLIPVisionModelWithProjection(CLIPVisionConfig(
@@ -79,7 +87,10 @@ def baseline(name: str, weights: Path, files: list[Path], device: str, batch_siz
     from PIL import Image
 
     if name == "inception":
-        from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
+        from torch_fidelity.utils import (
+            create_feature_extractor,
+            extract_featuresdict_from_input_id,
+        )
 
         cuda = device.startswith("cuda")
         ex = create_feature_extractor("inception-v3-compat", ["2048"], cuda=cuda, verbose=False,
@@ -165,16 +176,19 @@ def main(argv=None) -> int:
             weights = build_weights(name, args.size, tmp / "w")
             resize = "torch-fidelity" if name == "inception" else None  # the library's own protocol
 
-            def ours(i=[0]):
-                i[0] += 1  # a fresh cache each run: cold extraction
+            runs = iter(range(1 << 30))
+
+            def ours(name=name, weights=weights, resize=resize, runs=runs):
+                # a fresh cache each run: cold extraction
                 src = features.feature_source(name, weights, resize=resize, device=args.device,
-                                              cache_dir=tmp / f"cache-{name}-{i[0]}", batch_size=args.batch_size)
+                                              cache_dir=tmp / f"cache-{name}-{next(runs)}", batch_size=args.batch_size)
                 return src.of_files(files)[0], src
 
-            ref, t_ref = best_of(args.repeat, lambda: baseline(name, weights, files, args.device, args.batch_size), sync)
+            ref, t_ref = best_of(args.repeat, lambda name=name, weights=weights: baseline(
+                name, weights, files, args.device, args.batch_size), sync)
             (got, src), t_cold = best_of(args.repeat, ours, sync)
-            _, t_warm = best_of(args.repeat, lambda: src.of_files(files), sync)
-            worst = float(((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12)))
+            _, t_warm = best_of(args.repeat, lambda src=src: src.of_files(files), sync)
+            worst = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
             if worst > 1e-3:
                 raise SystemExit(f"{name}: t2ibench features differ from the reference loop (max rel {worst:.2e})")
             n = len(files)

@@ -16,14 +16,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from builders.distribution_models import build_tiny_clip_vision, build_tiny_dinov2
 from PIL import Image
+from tiny_scorers import build_inception_weights, make_images
 
 from t2ibench.errors import MissingWeightsError, UserError
 from t2ibench.images import list_images, load_image
 from t2ibench.metrics import PromptRecord, scorer_class
 from t2ibench.metrics.features import EXTRACTED
-from builders.distribution_models import build_tiny_clip_vision, build_tiny_dinov2
-from tiny_scorers import build_inception_weights, make_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -152,7 +152,7 @@ def test_fid_then_cmmd_and_fd_dinov2_extract_inception_once(setup):
     assert EXTRACTED["clip-vit-l14-336"] - start["clip-vit-l14-336"] == 2 * N
     assert EXTRACTED["dinov2-vit-l14"] - start["dinov2-vit-l14"] == 2 * N
     # KID, precision, recall, density, coverage read the Inception features FID cached
-    opts = dict(real_images=root / "real", resize="torch-fidelity")
+    opts = {"real_images": root / "real", "resize": "torch-fidelity"}
     kid = score(scorer("kid", w, root, subsets=10, subset_size=4, **opts), root / "gen")
     k = {"precision": 3, "recall": 3, "density": 2, "coverage": 2}  # prdc needs k + 2 images per side
     got = {m: score(scorer(m, w, root, k=k[m], **opts), root / "gen") for m in k}

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     report = []
     for src in sources:
         before, t0 = EXTRACTED[src.spec.name], time.perf_counter()
-        feats, skipped = src.of_files(files)
+        _, skipped = src.of_files(files)
         seconds = time.perf_counter() - t0
         extracted = EXTRACTED[src.spec.name] - before
         report.append({"extractor": src.spec.name, "resize": src.resize, "images": len(files), "unreadable": skipped,

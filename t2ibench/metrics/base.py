@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 from t2ibench.errors import UserError
 from t2ibench.weights import WeightFile, resolve
 
-
 _PREPROCESS_POOL = None
 
 

@@ -177,7 +177,9 @@ class Extractor:
 class InceptionExtractor(Extractor):
     def __init__(self, spec, path, resize, device):
         super().__init__(spec, path, resize, device)
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
 
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                                feature_extractor_weights_path=str(path)).to(device)
@@ -242,7 +244,7 @@ def check_weights(spec: ExtractorSpec, path: Path) -> None:
     # torch-fidelity unpickles the file with weights_only=False; refuse anything but plain tensors.
     try:
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not plain tensors"
         raise UserError(f"{path} is not a plain state_dict of tensors ({type(exc).__name__})") from None
 
 

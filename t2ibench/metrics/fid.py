@@ -24,7 +24,7 @@ from t2ibench.metrics.features import inception_resize as apply_resize
 
 FEATURE_LAYER = "2048"
 
-__all__ = ["FID", "DEFAULT_RESIZE", "INCEPTION_URL", "apply_resize", "check_resize", "coco_image_path"]
+__all__ = ["DEFAULT_RESIZE", "FID", "INCEPTION_URL", "apply_resize", "check_resize", "coco_image_path"]
 
 
 def check_resize(protocol: str) -> str:
@@ -49,7 +49,11 @@ class FID(FeatureDistributionScorer):
         return fid_features_to_statistics(feats), len(feats), skipped
 
     def distance(self, generated, real) -> tuple[float, dict[str, Any]]:
-        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+        from torch_fidelity.metric_fid import (
+            KEY_METRIC_FID,
+            fid_features_to_statistics,
+            fid_statistics_to_metric,
+        )
 
         stats_real = fid_features_to_statistics(real)
         stats_fake = fid_features_to_statistics(generated)

@@ -46,7 +46,11 @@ class KID(FeatureDistributionScorer):
                 f"{check_resize(resize or DEFAULT_RESIZE)}/poly3-{subsets}x{size}")
 
     def distance(self, generated, real) -> tuple[float, dict[str, Any]]:
-        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+        from torch_fidelity.metric_kid import (
+            KEY_METRIC_KID_MEAN,
+            KEY_METRIC_KID_STD,
+            kid_features_to_metric,
+        )
 
         out = kid_features_to_metric(generated, real, kid_subsets=self.subsets, kid_subset_size=self.subset_size,
                                      verbose=False)

@@ -51,7 +51,11 @@ class _Manifold(FeatureDistributionScorer):
 def manifold_metrics(generated, real, k: int, component: str) -> dict[str, float]:
     """torch-fidelity's precision/recall or prdc's density/coverage (plus its precision/recall)."""
     if component in ("precision", "recall"):
-        from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+        from torch_fidelity.metric_prc import (
+            KEY_METRIC_PRECISION,
+            KEY_METRIC_RECALL,
+            prc_features_to_metric,
+        )
 
         out = prc_features_to_metric(generated, real, prc_neighborhood=k, verbose=False)
         return {"precision": float(out[KEY_METRIC_PRECISION]), "recall": float(out[KEY_METRIC_RECALL])}

@@ -73,7 +73,13 @@ def build_tiny_pickscore(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     import math
 
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
     torch.manual_seed(seed)
     cfg = CLIPConfig(
