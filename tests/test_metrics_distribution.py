@@ -232,7 +232,7 @@ def test_kid_is_unbiased_on_resampled_same_distribution_sets(setup):
     import torch
 
     root, w = setup
-    kid = scorer("kid", w, root, real_images=root / "real", subsets=5, subset_size=5)
+    kid = scorer("kid", w, root, real_images=root / "gen24", subsets=5, subset_size=5)
     g = torch.Generator().manual_seed(0)
     same, shifted = [], []
     for _ in range(40):
