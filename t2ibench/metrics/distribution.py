@@ -50,6 +50,11 @@ class FeatureDistributionScorer(Scorer):
                  coco_dir: str | Path | None = None, resize: str | None = None,
                  cache_dir: str | Path | None = None, **options: Any):
         super().__init__(device, weights, **options)
+        spec = extractor_spec(self.extractor)
+        self.source: FeatureSource = feature_source(self.extractor, self.paths[spec.weights.key], resize=resize,
+                                                    device=device, cache_dir=cache_dir,
+                                                    batch_size=self.default_batch_size)
+        self.resize = self.source.resize
         self.real_images = Path(real_images) if real_images else None
         self.coco_dir = Path(coco_dir) if coco_dir else None
         if self.real_images is not None:
@@ -63,11 +68,6 @@ class FeatureDistributionScorer(Scorer):
         if self.real_images is None and self.coco_dir is None:
             raise UserError(f"{self.name} needs real images: --option {self.name}.real_images=DIR, or "
                             f"{self.name}.coco_dir=DIR (COCO val2014 images) with a prompt set that has coco_image_id")
-        spec = extractor_spec(self.extractor)
-        self.source: FeatureSource = feature_source(self.extractor, self.paths[spec.weights.key], resize=resize,
-                                                    device=device, cache_dir=cache_dir,
-                                                    batch_size=self.default_batch_size)
-        self.resize = self.source.resize
         self._features: list[Any] = []
         self._coco_ids: list[Any] = []
         self._size: tuple[int, int] | None = None
