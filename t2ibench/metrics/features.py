@@ -25,6 +25,7 @@ import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def weights_id(path: Path) -> str:
     it protects); a transformers folder adds its config.json."""
     path = Path(path)
     if path.is_file():
-        return f"{path.name}:{path.stat().st_size}"
+        return f"{path.name}-{path.stat().st_size}"
     parts = [f"{p.name}:{p.stat().st_size}" for p in sorted(path.iterdir()) if p.is_file()
              and p.suffix in (".safetensors", ".bin", ".json")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -304,11 +305,11 @@ class FeatureSource:
     batch_size: int = 32
     _net: Extractor | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def cache_id(self) -> str:
         return f"{self.spec.name}--{self.resize}--{weights_id(self.path)}"
 
-    @property
+    @cached_property
     def folder(self) -> Path:
         return self.root / "features" / self.cache_id
 
