@@ -16,7 +16,7 @@ from t2ibench import __version__
 from t2ibench.errors import UserError
 
 COMMANDS = (
-    "variants", "metrics", "weights", "prompts", "generate", "eval",
+    "variants", "metrics", "weights", "features", "prompts", "generate", "eval",
     "train", "leaderboard", "data", "demo",
 )
 

@@ -37,7 +37,7 @@ RESULTS_FILE = "results.json"
 FORMAT = "t2ibench-eval-results"
 FORMAT_VERSION = 1
 LIBRARIES = ("t2ibench", "torch", "diffusers", "transformers", "accelerate", "open_clip_torch", "torch-fidelity",
-             "image-reward", "hpsv2", "sentence-transformers", "safetensors")
+             "image-reward", "hpsv2", "sentence-transformers", "safetensors", "prdc", "scipy")
 
 __all__ = ["Protocol", "evaluate", "library_versions", "manifest_hash", "RESULTS_FILE"]
 

@@ -12,6 +12,7 @@ from PIL import Image
 from t2ibench.errors import UserError
 from t2ibench.images import list_images, load_image
 from t2ibench.metrics import PromptRecord, scorer_class
+from t2ibench.metrics.features import EXTRACTED
 from tiny_scorers import build_inception_weights, make_images
 
 N = 2  # FID's minimum; each image costs a full InceptionV3 pass
@@ -65,14 +66,12 @@ def test_fid_equals_torch_fidelity_and_caches_the_real_side(fid_setup):
     assert result.value == pytest.approx(expected, rel=1e-4)
     assert result.n_items == N and result.extra["n_real"] == N
     assert result.version.endswith("/torch-fidelity")
-    cached = list((root / "cache" / "fid").glob("real-*.npz"))
+    cached = list((root / "cache" / "features").glob("inception--torch-fidelity--*/lists/*.npz"))
     assert len(cached) == 1
     # A second request for the same real images reads the cache: nothing is encoded again.
-    calls = []
-    original = scorer.features
-    scorer.features = lambda images, batch_size=None: calls.append(len(images)) or original(images, batch_size)
+    before = EXTRACTED["inception"]
     stats, n_real, skipped = scorer.real_statistics()
-    assert calls == [] and n_real == N and skipped == 0 and stats["sigma"].shape == (2048, 2048)
+    assert EXTRACTED["inception"] == before and n_real == N and skipped == 0 and stats["sigma"].shape == (2048, 2048)
 
 
 def test_pil_bicubic_protocol_equals_torch_fidelity_on_pre_resized_images(fid_setup, tmp_path):
@@ -88,7 +87,7 @@ def test_pil_bicubic_protocol_equals_torch_fidelity_on_pre_resized_images(fid_se
     assert "pil-bicubic-299" in scorer.version
 
 
-def test_coco_ids_select_the_real_images_and_mixed_sizes_are_handled(fid_setup, tmp_path):
+def test_coco_ids_select_the_real_images_and_mixed_sizes_are_refused(fid_setup, tmp_path):
     import torch
 
     root, weights, fake, real = fid_setup
@@ -99,12 +98,18 @@ def test_coco_ids_select_the_real_images_and_mixed_sizes_are_handled(fid_setup, 
     images = [load_image(p) for p in list_images(fake)] + [load_image(make_images(tmp_path / "odd", 1, (40, 70))[0])]
     prompts = [PromptRecord(str(i), "", meta={"coco_image_id": i}) for i in ids + [139]]
     scorer = fid_scorer(weights, root, coco_dir=coco, resize="torch-fidelity")
-    scorer.update(images, prompts)  # 64x64 and 40x70 images in one batch: grouped by size
-    feats = torch.cat(scorer._features)
+    before = EXTRACTED["inception"]
+    with pytest.raises(UserError, match="mixed sizes .*40x70 and 64x64"):
+        scorer.update(images, prompts)  # generated images of two sizes: refused before any extraction
+    assert EXTRACTED["inception"] == before
+    scorer.update(images[:2], prompts[:2])
+    with pytest.raises(UserError, match="mixed sizes"):
+        scorer.update(images[2:], prompts[2:])  # also across batches
+    feats = scorer.features(images)  # real photographs may differ in size: grouped by size
     assert feats.shape == (3, 2048)
     alone = scorer.features(images[2:])  # the odd-sized image's features do not depend on its batch
     assert torch.allclose(feats[2:], alone, rtol=1e-4, atol=1e-5)
-    assert [p.name for p in scorer.real_files()] == [f"COCO_val2014_{i:012d}.jpg" for i in ids]
+    assert [p.name for p in scorer.real_files()] == [f"COCO_val2014_{i:012d}.jpg" for i in ids[:2]]
     missing = fid_scorer(weights, root, coco_dir=coco)
     missing._coco_ids = [12345]
     with pytest.raises(UserError, match="COCO images not found"):

@@ -17,7 +17,7 @@ from t2ibench.store import ResultRow
 
 # Metrics where a smaller value is better; every other metric is higher-is-better
 # (mirrors `Scorer.higher_is_better`, kept here so the leaderboard never imports torch).
-LOWER_IS_BETTER = frozenset({"fid"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "cmmd", "fd-dinov2"})
 SELECT_MODES = ("latest", "best")
 
 # X axes of the scaling views, in the paper's units: name -> (label, how to read it from a row).

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.errors import UserError
 from t2ibench.weights import WeightFile, resolve
-
 
 _PREPROCESS_POOL = None
 
@@ -134,11 +133,16 @@ class Scorer(ABC):
     def compute(self) -> MetricResult:
         raise NotImplementedError
 
+    def check_count(self, n: int, side: str = "generated") -> None:
+        """Distribution scorers: refuse a set too small for the metric before any feature is extracted."""
+
     # -- the driver ----------------------------------------------------------------------------
     def score(self, images: Iterable[ImageLike], prompts: Iterable[PromptRecord], batch_size: int | None = None,
               progress: Callable[[int], None] | None = None) -> MetricResult:
         """Score paired images and prompts. `None` images (unreadable) are skipped and counted."""
         bs = batch_size or self.default_batch_size
+        if self.kind == "distribution" and isinstance(prompts, Sized):
+            self.check_count(len(prompts))  # the driver knows the count: say it before the first batch
         items: list[ItemScore] = []
         skipped = 0
         batch_i: list[ImageLike] = []
