@@ -54,6 +54,8 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     if args.cfg is not None and pipeline is not None and pipeline.guidance == "distilled":
         raise UserError(f"{ckpt}: {pipeline.spec.pipeline} is guidance-distilled (a guidance embedding, no CFG); "
                         "drop --cfg")
+    if args.eta and pipeline is not None and not pipeline.spec.accepts_eta:
+        raise UserError(f"{ckpt}: --eta applies to DDIM; {pipeline.spec.pipeline} samples with flow-matching Euler")
     res = str(args.resolution)
     if res == "native":
         resolution = pipeline.native_resolution if pipeline is not None else native_resolution(ckpt)
