@@ -32,7 +32,7 @@ def clip_tokenizer(max_length: int = 77):
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length, pad_token="<|endoftext|>")
 
 
-def t5_tokenizer(max_length: int = 32):
+def t5_tokenizer(max_length: int = 512):
     """A T5 (sentencepiece Unigram) tokenizer over single characters, built without any download."""
     from transformers import T5Tokenizer
 
