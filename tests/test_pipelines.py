@@ -159,6 +159,8 @@ def test_bf16_runs_on_the_cpu_and_stays_close_to_fp32(pipeline_dirs, tmp_path):
     from t2ibench.generate import settings_key
 
     assert settings_key(p32, own) != settings_key(p16, own)
+    compiled = Protocol(steps=STEPS, resolution=16, compile=True)
+    assert settings_key(compiled, own) != settings_key(p32, own) and own.sampling(compiled)["compile"] is True
 
 
 def test_native_resolution_is_the_pipelines_own_default(pipeline_dirs):
