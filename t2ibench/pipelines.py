@@ -50,6 +50,8 @@ class FamilySpec:
     scheduler: str  # DDIM (DDPM-trained) or FLOW_EULER (flow matching)
     vae_fp16_upcast: bool = False  # the VAE overflows in fp16: decode through the pipeline's fp32 upcast
     fixed_call: Mapping[str, Any] = field(default_factory=dict)  # always passed to __call__
+    # passed to from_pretrained: what would change pixels depending on installed extras or content
+    load_options: Mapping[str, Any] = field(default_factory=dict)
     sample_size: int | None = None  # latent side of the pipeline's default size (None: the denoiser config's)
     distillable: bool = False  # may carry a guidance embedding (`guidance_embeds` in the denoiser config)
 
@@ -61,9 +63,13 @@ class FamilySpec:
 _TEXT = ("text_encoder", "tokenizer")
 _NO_BINNING = {"use_resolution_binning": False}
 FAMILIES: dict[str, FamilySpec] = {s.pipeline: s for s in (
-    FamilySpec("sd", "StableDiffusionPipeline", "unet", ("unet", "vae", *_TEXT, "scheduler"), DDIM),
+    # the safety checker blacks out flagged images, which a benchmark must score as generated
+    FamilySpec("sd", "StableDiffusionPipeline", "unet", ("unet", "vae", *_TEXT, "scheduler"), DDIM,
+               load_options={"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}),
+    # SDXL's invisible watermark (applied when the package is installed) changes pixels
     FamilySpec("sdxl", "StableDiffusionXLPipeline", "unet",
-               ("unet", "vae", *_TEXT, "text_encoder_2", "tokenizer_2", "scheduler"), DDIM, vae_fp16_upcast=True),
+               ("unet", "vae", *_TEXT, "text_encoder_2", "tokenizer_2", "scheduler"), DDIM, vae_fp16_upcast=True,
+               load_options={"add_watermarker": False}),
     # clean_caption's text cleaning depends on optional packages (bs4, ftfy): off, so images do not
     FamilySpec("pixart-alpha", "PixArtAlphaPipeline", "transformer", ("transformer", "vae", *_TEXT, "scheduler"), DDIM,
                fixed_call={**_NO_BINNING, "clean_caption": False}),
@@ -214,7 +220,8 @@ class PipelineSampler(Sampleable):
             "guidance": {"kind": self.guidance, "scale": self.guidance_scale(protocol)},
             "resolution": [protocol.resolution, protocol.resolution], "dtype": self.dtype,
             "negative_prompt": {"text": "", "conditioning": index_negative if self.guidance != "distilled" else None},
-            "call": self.call_kwargs(protocol), "compile": bool(protocol.compile),
+            "call": self.call_kwargs(protocol), "load": dict(self.spec.load_options),
+            "compile": bool(protocol.compile),
             "noise": "diffusers randn_tensor from torch.Generator(execution device).manual_seed(base_seed + index)",
             "attention": attention_summary(self.pipe),
         }
@@ -261,7 +268,7 @@ def load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str, dtype
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    inspect_pipeline_dir(Path(where))
+    spec = inspect_pipeline_dir(Path(where)).spec
     if offload is not None:
         if offload not in OFFLOADS:
             raise UserError(f"--offload must be one of {', '.join(OFFLOADS)}, got {offload!r}")
@@ -270,7 +277,7 @@ def load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str, dtype
     diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
     transformers_logging.disable_progress_bar()
     try:
-        pipe = DiffusionPipeline.from_pretrained(where, dtype=torch_dtype(dtype))
+        pipe = DiffusionPipeline.from_pretrained(where, dtype=torch_dtype(dtype), **spec.load_options)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{source}: cannot load as a diffusers pipeline ({str(exc).splitlines()[0][:160]})") from None
     pipe.set_progress_bar_config(disable=True)

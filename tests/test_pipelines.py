@@ -211,3 +211,16 @@ def test_bad_input_is_one_line_before_loading(pipeline_dirs, tmp_path, capsys):
     code, err = _generate_cli(capsys, "--ckpt", pipeline_dirs["sd3"], *common, "--eta", "0.5")
     assert code == 2 and err.count("\n") == 1 and "eta" in err, err
     assert not (tmp_path / "never" / "generation.json").exists()
+
+
+def test_fp16_traps_are_handled_at_load(pipeline_dirs):
+    """T5 keeps its fp16-unsafe feed-forward output layers in fp32 (transformers' _keep_in_fp32_modules,
+    honoured because the pipeline is loaded with dtype=); SDXL's VAE decodes through its fp32 upcast."""
+    from t2ibench.checkpoints import load_checkpoint
+
+    pixart = load_checkpoint(pipeline_dirs["pixart-sigma"], dtype="fp16").pipe
+    ff = pixart.text_encoder.encoder.block[0].layer[-1].DenseReluDense
+    assert ff.wo.weight.dtype == torch.float32 and ff.wi.weight.dtype == torch.float16
+    assert pixart.transformer.dtype == torch.float16
+    sdxl = load_checkpoint(pipeline_dirs["sdxl"], dtype="fp16").pipe
+    assert sdxl.vae.config.force_upcast and sdxl.unet.dtype == torch.float16
