@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-PROMPTS = ["a photo of {} {} cubes on a table".format(i, c) for i, c in
+PROMPTS = [f"a photo of {i} {c} cubes on a table" for i, c in
            zip(range(64), ["red", "blue", "green", "yellow"] * 16)]
 
 
@@ -158,7 +158,7 @@ def main() -> None:
             same = bool(np.array_equal(a, b))
             print(f"{r['family']:13} {r['pipeline'][:27]:27} {r['scheduler']:32} {r['guidance']:9} "
                   f"{args.images / t['t2ibench']:14.2f} {args.images / t['pipeline']:14.2f} "
-                  f"{t['pipeline'] / t['t2ibench']:6.3f}  {str(same):9} ({np.abs(a.astype(int) - b.astype(int)).max()})"
+                  f"{t['pipeline'] / t['t2ibench']:6.3f}  {same!s:9} ({np.abs(a.astype(int) - b.astype(int)).max()})"
                   f"           {r['bf16']}", flush=True)
 
 

@@ -16,7 +16,7 @@ def test_gpu_benchmark_dry_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_generate_gpu.py"), "--dry-run", "--json",
-                          str(out)], env=env, capture_output=True, text=True, timeout=600)
+                          str(out)], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())
     sizes = [r for r in rows["real_size"] if "fp32_images_per_s" in r]

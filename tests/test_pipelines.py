@@ -8,15 +8,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from builders.pipelines import FAMILIES, build_pipeline_dir
+from PIL import Image
 from tiny_t2i import tiny_model, write_question_file
 
 from t2ibench.cli import main
@@ -125,7 +123,7 @@ def test_two_processes_match_the_pipelines_own_call(pipeline_dirs, tmp_path):
     run = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no",
                           str(Path(__file__).parent / "pipelines_dist_worker.py"), str(prompt_file),
-                          str(tmp_path / "out"), str(STEPS), "2", *targets], env=env, capture_output=True, text=True)
+                          str(tmp_path / "out"), str(STEPS), "2", *targets], env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     from t2ibench.checkpoints import load_checkpoint
 

@@ -45,9 +45,7 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
 
 def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     from t2ibench.errors import UserError
-    from t2ibench.generate import Protocol
-
-    from t2ibench.generate import resolve_dtype
+    from t2ibench.generate import Protocol, resolve_dtype
     from t2ibench.pipelines import check_dtype_for_device, pipeline_dir_info
 
     pipeline = pipeline_dir_info(ckpt) if ckpt else None  # a bad pipeline directory: one line, nothing loaded

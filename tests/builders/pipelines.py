@@ -83,7 +83,7 @@ def build_pipeline(family: str, seed: int = 0):
     """The in-memory pipeline, in eval mode (as `from_pretrained` gives it)."""
     torch.manual_seed(seed)
     pipe = _BUILDERS[family]()
-    for name, component in pipe.components.items():
+    for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
     denoiser = getattr(pipe, "unet", None) or pipe.transformer
@@ -121,7 +121,11 @@ def _sd():
 
 
 def _sdxl():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tok = clip_tokenizer()
@@ -139,7 +143,12 @@ def _sdxl():
 
 
 def _pixart(sigma: bool):
-    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline, PixArtTransformer2DModel
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        PixArtAlphaPipeline,
+        PixArtSigmaPipeline,
+        PixArtTransformer2DModel,
+    )
 
     tok = t5_tokenizer(max_length=120 if not sigma else 300)
     transformer = PixArtTransformer2DModel(sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8,
@@ -154,7 +163,11 @@ def _pixart(sigma: bool):
 
 
 def _sd3():
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     tok, tok3 = clip_tokenizer(), t5_tokenizer()
@@ -170,7 +183,11 @@ def _sd3():
 
 
 def _flux(guidance_embeds: bool):
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextModel
 
     tok, tok2 = clip_tokenizer(), t5_tokenizer()
@@ -187,7 +204,12 @@ def _flux(guidance_embeds: bool):
 
 
 def _sana():
-    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+    from diffusers import (
+        AutoencoderDC,
+        DPMSolverMultistepScheduler,
+        SanaPipeline,
+        SanaTransformer2DModel,
+    )
     from transformers import Gemma2Config, Gemma2Model
 
     tok = gemma_tokenizer()
