@@ -7,7 +7,8 @@ save_pretrained and loaded through `--ckpt`'s code path) it times t2ibench's `ge
 pipeline's own batched call `pipe(prompts, generator=[torch.Generator().manual_seed(s) ...])` with the
 scheduler and guidance t2ibench chose, and prints images/s of each, their ratio and whether the uint8
 images are identical. It then samples the same images in bf16 and prints how far they are from fp32
-(mean and max |difference| in uint8 levels, share of values that differ).
+(mean and max |difference| in uint8 levels, share of values that differ); with `--compile`, also the
+compiled denoiser's speed and images against eager.
 
 `t2ibench` is t2ibench's own checkpoint format (a scaled-down SDXL-topology UNet, open_clip text tower,
 tiny VAE) against diffusers' StableDiffusionPipeline fed the same text context and noise.
@@ -48,6 +49,18 @@ def _diff(a: np.ndarray, b: np.ndarray) -> str:
     return f"mean {d.mean():.3f} max {d.max()} levels, {(d > 0).mean() * 100:.2f}% of values differ"
 
 
+def _compiled(run, protocol, eager: np.ndarray, eager_seconds: float) -> str:
+    """--compile: first call (compilation included), then a timed call; images against eager fp32."""
+    t0 = time.perf_counter()
+    run(protocol)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    images = run(protocol)
+    again = time.perf_counter() - t0
+    return (f"compiled: first call {first:.1f} s (compilation), then {eager_seconds / again:.3f}x eager speed; "
+            f"images vs eager: {_diff(eager, images)}")
+
+
 def bench_family(family: str, args, workdir: Path) -> dict:
     import diffusers
     from builders.pipelines import build_pipeline_dir
@@ -80,9 +93,15 @@ def bench_family(family: str, args, workdir: Path) -> dict:
     timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
     bf16 = load_checkpoint(directory, dtype="bf16")
     low = ours(bf16, Protocol(steps=args.steps, resolution=res, dtype="bf16"))
-    return {"family": family, "pipeline": record["pipeline"], "scheduler": record["scheduler"]["class"],
-            "guidance": record["guidance"]["kind"], "timings": timings, "results": results,
-            "bf16": _diff(results["t2ibench"], low)}
+    row = {"family": family, "pipeline": record["pipeline"], "scheduler": record["scheduler"]["class"],
+           "guidance": record["guidance"]["kind"], "timings": timings, "results": results,
+           "bf16": _diff(results["t2ibench"], low)}
+    if args.compile:
+        compiled_model = load_checkpoint(directory)
+        row["compile"] = _compiled(lambda p: ours(compiled_model, p),
+                                   Protocol(steps=args.steps, resolution=res, compile=True), results["t2ibench"],
+                                   timings["t2ibench"])
+    return row
 
 
 def bench_own(args) -> dict:
@@ -125,9 +144,13 @@ def bench_own(args) -> dict:
 
     timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
     low = ours(Protocol(steps=args.steps, resolution=32, dtype="bf16"))
-    return {"family": "t2ibench", "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
-            "scheduler": "DDIMScheduler", "guidance": "cfg", "timings": timings, "results": results,
-            "bf16": _diff(results["t2ibench"], low)}
+    row = {"family": "t2ibench", "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
+           "scheduler": "DDIMScheduler", "guidance": "cfg", "timings": timings, "results": results,
+           "bf16": _diff(results["t2ibench"], low)}
+    if args.compile:
+        row["compile"] = _compiled(ours, Protocol(steps=args.steps, resolution=32, compile=True), results["t2ibench"],
+                                   timings["t2ibench"])
+    return row
 
 
 def main() -> None:
@@ -140,6 +163,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=2, help="timed rounds; the best of each side counts")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--compile", action="store_true", help="also time --compile and compare its images with eager")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers.utils import logging as diffusers_logging
@@ -160,6 +184,8 @@ def main() -> None:
                   f"{args.images / t['t2ibench']:14.2f} {args.images / t['pipeline']:14.2f} "
                   f"{t['pipeline'] / t['t2ibench']:6.3f}  {same!s:9} ({np.abs(a.astype(int) - b.astype(int)).max()})"
                   f"           {r['bf16']}", flush=True)
+            if "compile" in r:
+                print(f"{'':13} {r['compile']}", flush=True)
 
 
 if __name__ == "__main__":
