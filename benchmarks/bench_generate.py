@@ -1,17 +1,25 @@
-"""t2ibench generation vs diffusers' own StableDiffusionPipeline, same model, prompts and noise, one run.
+"""t2ibench generation vs each pipeline's own call, per family, same model, prompts and seeds, one run.
 
-    python benchmarks/bench_generate.py [--images 8] [--batch 8] [--steps 50] [--channels 64] [--device cpu]
+    python benchmarks/bench_generate.py [--families sd,sdxl,...,t2ibench] [--images 8] [--batch 4] [--steps 10]
 
-Both sides sample the same randomly initialised SDXL-topology UNet (scaled down), the same tiny
-AutoencoderKL and the same text context (t2ibench's open_clip text tower; the pipeline gets it as
-prompt_embeds), with DDIM, CFG 7.5 and the per-image seeded noise of the protocol. Prints images/s of
-each, the ratio, and whether the uint8 images are identical.
+For each diffusers family (tiny random pipelines of tests/builders/pipelines.py, saved with
+save_pretrained and loaded through `--ckpt`'s code path) it times t2ibench's `generate` against the
+pipeline's own batched call `pipe(prompts, generator=[torch.Generator().manual_seed(s) ...])` with the
+scheduler and guidance t2ibench chose, and prints images/s of each, their ratio and whether the uint8
+images are identical. It then samples the same images in bf16 and prints how far they are from fp32
+(mean and max |difference| in uint8 levels, share of values that differ); with `--compile`, also the
+compiled denoiser's speed and images against eager.
+
+`t2ibench` is t2ibench's own checkpoint format (a scaled-down SDXL-topology UNet, open_clip text tower,
+tiny VAE) against diffusers' StableDiffusionPipeline fed the same text context and noise.
+Timings: alternating rounds, best of `--repeats` per side (robust to a busy machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,90 +28,164 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+PROMPTS = [f"a photo of {i} {c} cubes on a table" for i, c in
+           zip(range(64), ["red", "blue", "green", "yellow"] * 16)]
 
-def build(channels: int, device: str):
+
+def _best(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    for fn in fns.values():  # warm-up (allocator, kernels)
+        fn()
+    timings, results = {k: float("inf") for k in fns}, {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            timings[name] = min(timings[name], time.perf_counter() - t0)
+    return timings, results
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> str:
+    d = np.abs(a.astype(int) - b.astype(int))
+    return f"mean {d.mean():.3f} max {d.max()} levels, {(d > 0).mean() * 100:.2f}% of values differ"
+
+
+def _compiled(run, protocol, eager: np.ndarray, eager_seconds: float) -> str:
+    """--compile: first call (compilation included), then a timed call; images against eager fp32."""
+    t0 = time.perf_counter()
+    run(protocol)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    images = run(protocol)
+    again = time.perf_counter() - t0
+    return (f"compiled: first call {first:.1f} s (compilation), then {eager_seconds / again:.3f}x eager speed; "
+            f"images vs eager: {_diff(eager, images)}")
+
+
+def bench_family(family: str, args, workdir: Path) -> dict:
+    import diffusers
+    from builders.pipelines import build_pipeline_dir
+
+    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import Protocol, sample_batch
+
+    res = 32 if family == "sana" else 16
+    directory = build_pipeline_dir(family, workdir / family)
+    model = load_checkpoint(directory)
+    protocol = Protocol(steps=args.steps, resolution=res)
+    record = model.sampling(protocol)
+    pipe = diffusers.DiffusionPipeline.from_pretrained(directory)
+    pipe.scheduler = getattr(diffusers, record["scheduler"]["class"]).from_config(record["scheduler"]["config"])
+    pipe.set_progress_bar_config(disable=True)
+    prompts = PROMPTS[:args.images]
+    batches = [list(range(s, min(s + args.batch, args.images))) for s in range(0, args.images, args.batch)]
+
+    def ours(m=model, p=protocol):
+        return np.concatenate([sample_batch(m, [prompts[i] for i in b], b, p) for b in batches])
+
+    def theirs():
+        out = []
+        for b in batches:
+            gens = [torch.Generator().manual_seed(i) for i in b]
+            images = pipe([prompts[i] for i in b], generator=gens, output_type="np", **record["call"]).images
+            out.append((images * 255).round().astype("uint8"))
+        return np.concatenate(out)
+
+    timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
+    bf16 = load_checkpoint(directory, dtype="bf16")
+    low = ours(bf16, Protocol(steps=args.steps, resolution=res, dtype="bf16"))
+    row = {"family": family, "pipeline": record["pipeline"], "scheduler": record["scheduler"]["class"],
+           "guidance": record["guidance"]["kind"], "timings": timings, "results": results,
+           "bf16": _diff(results["t2ibench"], low)}
+    if args.compile:
+        compiled_model = load_checkpoint(directory)
+        row["compile"] = _compiled(lambda p: ours(compiled_model, p),
+                                   Protocol(steps=args.steps, resolution=res, compile=True), results["t2ibench"],
+                                   timings["t2ibench"])
+    return row
+
+
+def bench_own(args) -> dict:
+    """t2ibench's own checkpoint format against StableDiffusionPipeline given the same context and noise."""
+    from diffusers import StableDiffusionPipeline
     from tiny_t2i import tiny_text_encoder, tiny_vae
 
+    from t2ibench.generate import Protocol, T2IModelSampler, initial_noise, sample_batch
     from t2ibench.model import build_model
     from t2ibench.variants import get_variant
 
-    te = tiny_text_encoder(width=64)
-    spec = get_variant("sdxl").scaled(channels=channels, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
+    spec = get_variant("sdxl").scaled(channels=32, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
                                       context_dim=64)
     torch.manual_seed(0)
-    return build_model(spec, text_encoder=te, vae=tiny_vae(), resolution=32).to(device).eval()
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--repeats", type=int, default=3, help="timed rounds; the best of each side counts")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    from diffusers import StableDiffusionPipeline
-
-    from t2ibench.generate import Protocol, T2IModelSampler, initial_noise, sample_batch
-
-    model = build(args.channels, args.device)
+    model = build_model(spec, text_encoder=tiny_text_encoder(width=64), vae=tiny_vae(), resolution=32).eval()
     sampler = T2IModelSampler(model)
     protocol = Protocol(steps=args.steps, resolution=32)
-    prompts = [f"a photo of {i} {c} cubes on a table" for i, c in zip(range(args.images), ["red", "blue"] * args.images)]
     pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=None, tokenizer=None, unet=model.backbone,
                                    scheduler=model.schedule.ddim(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.vae.config.scaling_factor = model.vae_scaling  # decode with the t2ibench model's scaling
     pipe.set_progress_bar_config(disable=True)
-    params = sum(p.numel() for p in model.backbone.parameters())
-    print(f"model: UNet {params / 1e6:.2f}M params, latent 4x16x16 -> 32x32 px, {args.steps} DDIM steps, "
-          f"CFG 7.5, batch {args.batch}, {args.images} images, device {args.device}, threads {torch.get_num_threads()}")
+    prompts = PROMPTS[:args.images]
+    batches = [list(range(s, min(s + args.batch, args.images))) for s in range(0, args.images, args.batch)]
 
-    def ours():
-        out = []
-        for s in range(0, args.images, args.batch):
-            out.append(sample_batch(sampler, prompts[s:s + args.batch], list(range(s, s + args.batch))[:len(prompts[s:s + args.batch])], protocol))
-        return np.concatenate(out)
+    def ours(p=protocol):
+        return np.concatenate([sample_batch(sampler, [prompts[i] for i in b], b, p) for b in batches])
 
-    def diffusers_pipe():
+    def theirs():
         out = []
-        for s in range(0, args.images, args.batch):
-            batch = prompts[s:s + args.batch]
-            seeds = list(range(s, s + len(batch)))
+        for b in batches:
             with torch.no_grad():
-                cond = model.encode_text(batch)
-                uncond = model.encode_text([""] * len(batch))
-            latents, _ = initial_noise(sampler.noise_shape(32), seeds)
+                cond = model.encode_text([prompts[i] for i in b])
+                uncond = model.encode_text([""] * len(b))
+            latents, _ = initial_noise(sampler.noise_shape(32), b)
             images = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, height=32, width=32,
-                          num_inference_steps=args.steps, guidance_scale=7.5, latents=latents.to(args.device),
-                          output_type="np").images
+                          num_inference_steps=args.steps, guidance_scale=7.5, latents=latents, output_type="np").images
             out.append((images * 255).round().astype("uint8"))
         return np.concatenate(out)
 
-    ours(), diffusers_pipe()  # warm-up (allocator, kernels)
-    timings = {"t2ibench": float("inf"), "diffusers": float("inf")}
-    results = {}
-    for _ in range(args.repeats):  # alternate the two and keep each one's best time: robust to a busy machine
-        for name, fn in (("t2ibench", ours), ("diffusers", diffusers_pipe)):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            results[name] = fn()
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            timings[name] = min(timings[name], time.perf_counter() - t0)
-    a, b = results["t2ibench"], results["diffusers"]
-    diff = np.abs(a.astype(int) - b.astype(int))
-    for name, t in timings.items():
-        print(f"{name:10} {args.images / t:8.2f} images/s  ({t:.2f} s)")
-    print(f"ratio t2ibench/diffusers: {timings['diffusers'] / timings['t2ibench']:.3f}x")
-    print(f"images identical: {bool(np.array_equal(a, b))} (max |diff| {diff.max()}, "
-          f"{(diff > 0).mean() * 100:.4f}% of values differ)")
+    timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
+    low = ours(Protocol(steps=args.steps, resolution=32, dtype="bf16"))
+    row = {"family": "t2ibench", "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
+           "scheduler": "DDIMScheduler", "guidance": "cfg", "timings": timings, "results": results,
+           "bf16": _diff(results["t2ibench"], low)}
+    if args.compile:
+        row["compile"] = _compiled(ours, Protocol(steps=args.steps, resolution=32, compile=True), results["t2ibench"],
+                                   timings["t2ibench"])
+    return row
+
+
+def main() -> None:
+    from builders.pipelines import FAMILIES
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", default=",".join([*FAMILIES, "t2ibench"]))
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=2, help="timed rounds; the best of each side counts")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--compile", action="store_true", help="also time --compile and compare its images with eager")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    print(f"{args.images} images, batch {args.batch}, {args.steps} steps, CPU, {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}")
+    print(f"{'family':13} {'pipeline class':27} {'scheduler':32} {'guidance':9} {'t2ibench img/s':>14} "
+          f"{'pipeline img/s':>14} {'ratio':>6}  identical (max |diff|)  bf16 vs fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in args.families.split(","):
+            r = bench_own(args) if family == "t2ibench" else bench_family(family, args, Path(tmp))
+            t, (a, b) = r["timings"], (r["results"]["t2ibench"], r["results"]["pipeline"])
+            same = bool(np.array_equal(a, b))
+            print(f"{r['family']:13} {r['pipeline'][:27]:27} {r['scheduler']:32} {r['guidance']:9} "
+                  f"{args.images / t['t2ibench']:14.2f} {args.images / t['pipeline']:14.2f} "
+                  f"{t['pipeline'] / t['t2ibench']:6.3f}  {same!s:9} ({np.abs(a.astype(int) - b.astype(int)).max()})"
+                  f"           {r['bf16']}", flush=True)
+            if "compile" in r:
+                print(f"{'':13} {r['compile']}", flush=True)
 
 
 if __name__ == "__main__":

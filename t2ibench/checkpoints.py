@@ -126,6 +126,10 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
             raise UserError(f"{path} has no EMA weights (train with ema=true, or evaluate without --ema)")
         if ema and kind == "diffusers":
             raise UserError(f"{path}: --ema applies to t2ibench checkpoints; a diffusers pipeline has one set of weights")
+        if kind == "diffusers":
+            from t2ibench.pipelines import inspect_pipeline_dir
+
+            inspect_pipeline_dir(path)  # its class is text-to-image and no component is missing
         return kind
     if path.exists():
         raise UserError(f"{path} is not a checkpoint directory")
@@ -134,48 +138,41 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
     raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
 
 
-def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
-    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
+def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu", dtype: str = "fp32",
+                    offload: str | None = None):
+    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError.
+
+    dtype: a diffusers pipeline loads in it (t2ibench's own models take it per run, from the protocol);
+    offload: "model" or "sequential" CPU offload of a diffusers pipeline (CUDA only)."""
     from t2ibench.generate import T2IModelSampler
     from t2ibench.model import TextToImageModel
+    from t2ibench.pipelines import load_pipeline
 
     text = os.fspath(ckpt)
     path = Path(text).expanduser()
     kind = precheck(ckpt, ema)
     if kind != "hub":
         if kind == "t2ibench":
+            if offload:
+                raise UserError("--offload applies to diffusers pipelines; t2ibench checkpoints fit on one GPU")
             digest = t2ibench_hash(path, ema)
             model = TextToImageModel.load(path, ema=ema, device=device)
             sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
             return sampler
-        return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
-    return _load_hub_pipeline(text, device)
+        return load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device,
+                             dtype=dtype, offload=offload)
+    return _load_hub_pipeline(text, device, dtype, offload)
 
 
-def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
-    from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from t2ibench.generate import PipelineSampler
-
-    diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
-    transformers_logging.disable_progress_bar()
-    try:
-        pipe = DiffusionPipeline.from_pretrained(where)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{source}: cannot load as a diffusers pipeline ({str(exc).splitlines()[0][:160]})") from None
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    return PipelineSampler(pipe, source=source, ckpt_hash=ckpt_hash)
-
-
-def _load_hub_pipeline(repo_id: str, device: str):
+def _load_hub_pipeline(repo_id: str, device: str, dtype: str, offload: str | None):
     from huggingface_hub import snapshot_download
+
+    from t2ibench.pipelines import load_pipeline
 
     try:
         local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
     except Exception as exc:  # offline, unknown repo, gated: one line
         raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
                         f"({type(exc).__name__}); download it or pass a local directory") from None
-    return _load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device)
+    return load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device, dtype=dtype,
+                         offload=offload)

@@ -150,6 +150,8 @@ def _check_out_dir(out_dir: Path, gen_protocol: dict, sets: dict[str, Any], ckpt
         old_protocol = old["manifest"]["protocol"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a t2ibench eval results file; use another --out") from None
+    if "sampling" not in gen_protocol:  # checked before the model is loaded: what is known so far
+        old_protocol = {k: v for k, v in old_protocol.items() if k != "sampling"}
     if old_protocol != gen_protocol:
         diff = sorted(k for k in set(old_protocol) | set(gen_protocol) if old_protocol.get(k) != gen_protocol.get(k))
         detail = ", ".join(f"{k} {old_protocol.get(k)!r} vs {gen_protocol.get(k)!r}" for k in diff[:3])
@@ -213,12 +215,13 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
              scorer_options: dict[str, dict] | None = None, device: str = "cpu", batch_size: int | None = None,
              accelerator=None, progress: bool = True, ema: bool = False,
              weights: dict[str, dict[str, str]] | None = None, image_dir: Path | None = None,
-             score_batch_size: int | None = None, store: bool = True) -> dict:
+             score_batch_size: int | None = None, store: bool = True, offload: str | None = None) -> dict:
     """Generate (what is missing) and score; returns the results dict written to out_dir/results.json.
 
     batch_size: images per generation batch (default 8); score_batch_size: per scorer call (default:
     each scorer's own). image_dir: image cache root (default out_dir/images). db: results store
-    path (default t2ibench.store.default_db_path()); store=False writes no row.
+    path (default t2ibench.store.default_db_path()); store=False writes no row. offload: CPU offload
+    of a diffusers pipeline ("model" or "sequential"; changes no numbers, so not in the manifest).
     """
     t_start = time.time()
     protocol = protocol or Protocol()
@@ -244,7 +247,9 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         ResultsStore(db).check_writable()  # an unreachable server or a newer store: say so before generating
 
     dist, device = _distributed(accelerator, device)
-    model = as_sampleable(model_or_ckpt, ema=ema, device=device)
+    model = as_sampleable(model_or_ckpt, ema=ema, device=device, dtype=protocol.dtype, offload=offload)
+    # what the model samples with (scheduler, guidance, ...) joins the protocol: other samplers, other manifests
+    gen_protocol["sampling"] = model.sampling(protocol)
     previous = _check_out_dir(out_dir, gen_protocol, sets, model.ckpt_hash)
 
     # -- generation (every process, its own aligned batches) ------------------------------------------

@@ -15,8 +15,13 @@ Reproducibility rules (all tested):
 * Conditional and unconditional passes are one forward of 2B samples, ordered [uncond, cond] as in
   diffusers; the unconditional prompt is "" (the trainer's caption dropout uses "" too).
 
+Precision (`Protocol.dtype`): t2ibench's own models run under torch.autocast in bf16/fp16 (weights,
+latents and scheduler stay fp32, so a trainer's in-memory model is untouched; in fp16 the VAE decodes
+in fp32, where it does not overflow). Diffusers pipelines (t2ibench.pipelines) load in that dtype.
+
 Image cache: `<cache_dir>/<ckpt_hash[:16]>/<settings_key>/<set>-<set_sha[:12]>/<prompt id>.s<seed>.png`,
-`settings_key` hashing sampler, steps, cfg, resolution, eta, EMA choice and unconditional prompt.
+`settings_key` hashing the protocol (sampler, steps, cfg, resolution, eta, dtype, compile), the EMA
+choice and the model's `sampling()` (scheduler class and config, guidance, negative prompt).
 Each PNG is written to a temporary name, fsynced and renamed, so a killed run leaves no file that
 looks complete but is not; a rerun skips every batch whose images all exist.
 """
@@ -37,6 +42,26 @@ from t2ibench.errors import UserError
 
 UNCOND_PROMPT = ""
 SAMPLERS = ("ddim",)
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def resolve_dtype(name: str, device: str) -> str:
+    """`auto`: bf16 on a CUDA GPU that supports it, else fp32 (CPU, or a GPU without bf16)."""
+    if name != "auto":
+        if name not in DTYPES:
+            raise UserError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {name!r}")
+        return name
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,8 @@ class Protocol:
     resolution: int = 256
     base_seed: int = 0
     eta: float = 0.0
+    dtype: str = "fp32"  # fp32 | bf16 | fp16 (resolve "auto" with resolve_dtype first)
+    compile: bool = False  # torch.compile the denoiser: an execution option, recorded since it may round differently
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -59,9 +86,18 @@ class Protocol:
             raise UserError(f"resolution must be a positive multiple of 8, got {self.resolution}")
         if not 0.0 <= float(self.eta) <= 1.0:
             raise UserError(f"eta must be in [0, 1], got {self.eta}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def scheduler_record(scheduler) -> dict[str, Any]:
+    """Class and config of a diffusers scheduler, JSON-safe and stable (no private keys such as the
+    unordered `_use_default_values`)."""
+    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    return {"class": type(scheduler).__name__, "config": json.loads(json.dumps(config, default=str))}
 
 
 def _sha256_json(obj: Any) -> str:
@@ -71,7 +107,7 @@ def _sha256_json(obj: Any) -> str:
 def settings_key(protocol: Protocol, model: "Sampleable") -> str:
     """What, besides checkpoint, prompt and seed, decides an image's pixels."""
     d = {k: v for k, v in protocol.to_dict().items() if k != "base_seed"}
-    d.update(ema=model.ema, uncond=UNCOND_PROMPT, kind=model.kind)
+    d.update(ema=model.ema, uncond=UNCOND_PROMPT, kind=model.kind, sampling=model.sampling(protocol))
     return _sha256_json(d)[:12]
 
 
@@ -106,8 +142,19 @@ class Sampleable:
     def device(self):
         raise NotImplementedError
 
+    def use_compiled(self, compiled: bool) -> None:
+        if compiled:
+            raise UserError(f"--compile is not supported for {type(self).__name__}")
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "source": self.source, "hash": self.ckpt_hash, "ema": self.ema}
+
+    def sampling(self, protocol: Protocol) -> dict[str, Any]:
+        """What the model samples with under `protocol` (scheduler, guidance, ...), for the manifest."""
+        return {"scheduler": scheduler_record(self.scheduler()),
+                "guidance": {"kind": "cfg", "scale": float(protocol.cfg)},
+                "negative_prompt": {"text": UNCOND_PROMPT, "conditioning": '""'}, "dtype": protocol.dtype,
+                "compile": bool(protocol.compile)}
 
 
 class T2IModelSampler(Sampleable):
@@ -125,6 +172,7 @@ class T2IModelSampler(Sampleable):
         self.ckpt_hash = ckpt_hash or state_hash(self.backbone, model.text_encoder, model.vae)
         self.tags = dict(model.info.tags)
         self.variant = model.info.variant
+        self._denoiser, self._compiled = self.backbone, None
 
     @property
     def device(self):
@@ -144,7 +192,14 @@ class T2IModelSampler(Sampleable):
         return self.model.text_encoder.encode(prompts, device=self.device)
 
     def predict_noise(self, x, t, context):
-        return self.model.predict_noise(x, t, context, backbone=self.backbone)
+        return self.model.predict_noise(x, t, context, backbone=self._denoiser)
+
+    def use_compiled(self, compiled: bool) -> None:
+        import torch
+
+        if compiled and self._compiled is None:
+            self._compiled = torch.compile(self.backbone)
+        self._denoiser = self._compiled if compiled else self.backbone
 
     def decode(self, x):
         if self.model.vae is None:
@@ -152,61 +207,8 @@ class T2IModelSampler(Sampleable):
         return self.model.vae.decode(x / self.model.vae_scaling).sample
 
 
-class PipelineSampler(Sampleable):
-    """A diffusers text-to-image pipeline with a UNet, one CLIP-style text encoder and tokenizer and a
-    VAE (Stable Diffusion 1.x/2.x class), sampled by the same loop with DDIM built from its own
-    scheduler config (its beta schedule and prediction type)."""
-
-    kind = "diffusers"
-
-    def __init__(self, pipe, *, source: str, ckpt_hash: str):
-        missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if getattr(pipe, c, None) is None]
-        if missing or getattr(pipe, "text_encoder_2", None) is not None:
-            what = f"lacks {', '.join(missing)}" if missing else "has a second text encoder"
-            raise UserError(f"{source}: {type(pipe).__name__} {what}; t2ibench samples pipelines with one UNet, "
-                            "one text encoder and a VAE (Stable Diffusion 1.x/2.x class)")
-        self.pipe = pipe
-        self.source = source
-        self.ckpt_hash = ckpt_hash
-        self.tags = {}
-        cross = pipe.unet.config.cross_attention_dim
-        width = pipe.text_encoder.config.hidden_size
-        if cross != width:
-            raise UserError(f"{source}: UNet expects {cross}-d text tokens but the text encoder gives {width}")
-        if pipe.unet.config.in_channels != pipe.vae.config.latent_channels:
-            raise UserError(f"{source}: UNet takes {pipe.unet.config.in_channels} channels but the VAE gives "
-                            f"{pipe.vae.config.latent_channels}")
-
-    @property
-    def device(self):
-        return next(self.pipe.unet.parameters()).device
-
-    def scheduler(self):
-        from diffusers import DDIMScheduler
-
-        return DDIMScheduler.from_config(self.pipe.scheduler.config)
-
-    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
-        factor = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
-        if resolution % factor:
-            raise UserError(f"resolution {resolution} is not a multiple of the VAE's factor {factor}")
-        return (self.pipe.unet.config.in_channels, resolution // factor, resolution // factor)
-
-    def encode_text(self, prompts: list[str]):
-        tok = self.pipe.tokenizer(prompts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
-                                  truncation=True, return_tensors="pt")
-        return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
-
-    def predict_noise(self, x, t, context):
-        return self.pipe.unet(x, t, encoder_hidden_states=context).sample
-
-    def decode(self, x):
-        vae = self.pipe.vae
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        return vae.decode(x / vae.config.scaling_factor + shift).sample
-
-
-def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu") -> Sampleable:
+def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu", dtype: str = "fp32",
+                  offload: str | None = None) -> Sampleable:
     if isinstance(model_or_ckpt, Sampleable):
         return model_or_ckpt
     from t2ibench.model import TextToImageModel
@@ -215,7 +217,7 @@ def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu") -> S
         return T2IModelSampler(model_or_ckpt, ema=ema)
     from t2ibench.checkpoints import load_checkpoint
 
-    return load_checkpoint(model_or_ckpt, ema=ema, device=device)
+    return load_checkpoint(model_or_ckpt, ema=ema, device=device, dtype=dtype, offload=offload)
 
 
 # -- the sampling loop ---------------------------------------------------------------------------
@@ -229,30 +231,43 @@ def initial_noise(shape: tuple[int, int, int], seeds: Sequence[int]):
 
 def sample_batch(model: Sampleable, prompts: list[str], seeds: Sequence[int], protocol: Protocol):
     """uint8 HxWx3 numpy images for `prompts`, image j from seed `seeds[j]`."""
+    sample_images = getattr(model, "sample_images", None)
+    if sample_images is not None:  # a diffusers pipeline: its own __call__ (t2ibench.pipelines)
+        return sample_images(list(prompts), list(seeds), protocol)
+    import contextlib
+
     import torch
 
     device = model.device
     shape = model.noise_shape(protocol.resolution)
+    low = protocol.dtype != "fp32"
+    model.use_compiled(protocol.compile)
+    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch_dtype(protocol.dtype))) if low \
+        else contextlib.nullcontext
     with torch.no_grad():
         noise, gens = initial_noise(shape, seeds)
         scheduler = model.scheduler()
         scheduler.set_timesteps(protocol.steps, device=device)
         x = noise.to(device) * scheduler.init_noise_sigma
-        cond = model.encode_text(list(prompts))
-        uncond = model.encode_text([UNCOND_PROMPT] * len(prompts))
+        with autocast():
+            cond = model.encode_text(list(prompts))
+            uncond = model.encode_text([UNCOND_PROMPT] * len(prompts))
         context = torch.cat([uncond, cond])
         for t in scheduler.timesteps:
             xin = scheduler.scale_model_input(torch.cat([x, x]), t)
-            eps = model.predict_noise(xin, t.expand(xin.shape[0]), context)
+            with autocast():
+                eps = model.predict_noise(xin, t.expand(xin.shape[0]), context).float()
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + protocol.cfg * (eps_cond - eps_uncond)
             variance_noise = None
             if protocol.eta > 0:  # per-image DDIM noise, from each image's own generator
                 variance_noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
             x = scheduler.step(eps, t, x, eta=protocol.eta, variance_noise=variance_noise).prev_sample
-        pixels = model.decode(x)
+        # the VAE overflows in fp16 (SDXL's notably): decode in fp32 then; bf16 has fp32's range
+        with autocast() if protocol.dtype == "bf16" else contextlib.nullcontext():
+            pixels = model.decode(x)
     # diffusers' VaeImageProcessor: [-1, 1] -> [0, 1] -> round(255 x)
-    images = (pixels / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy()
+    images = (pixels.float() / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
     return (images * 255).round().astype("uint8")
 
 

@@ -97,7 +97,7 @@ def eval_ckpt(args: argparse.Namespace) -> int:
                       step=args.step, train_flops=args.train_flops, scorer_options=options,
                       device=resolve_device(args.device), batch_size=args.gen_batch_size, ema=args.ema,
                       weights=weights, image_dir=args.image_cache, score_batch_size=args.batch_size,
-                      store=not args.no_store, progress=args.format != "json")
+                      store=not args.no_store, progress=args.format != "json", offload=args.offload)
     summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
                for m, r in result["metrics"].items() if m in metrics}
     path = Path(out_dir) / RESULTS_FILE

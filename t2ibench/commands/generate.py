@@ -27,29 +27,46 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
     g = p.add_argument_group("protocol (recorded in every result)")
     g.add_argument("--sampler", default=DEFAULTS["sampler"], choices=("ddim",))
     g.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
-    g.add_argument("--cfg", type=float, default=DEFAULTS["cfg"], help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--cfg", type=float, default=None,
+                   help="classifier-free guidance scale (default 7.5; an error for a guidance-distilled model)")
     g.add_argument("--resolution", default=str(DEFAULTS["resolution"]),
-                   help="image side in pixels (default 256); 'native' = the checkpoint's training resolution")
+                   help="image side in pixels (default 256); 'native' = the checkpoint's training resolution "
+                        "or the pipeline's own default size")
     g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
     g.add_argument("--eta", type=float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
+    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="precision (default auto: bf16 on a CUDA GPU that supports it, else fp32)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (recorded: it may round differently)")
+    p.add_argument("--offload", choices=("model", "sequential"),
+                   help="diffusers CPU offload of a pipeline's components (CUDA; changes no numbers)")
     p.add_argument("--gen-batch-size", type=int, default=8, metavar="N", help="images per generation batch (default 8)")
     p.add_argument("--image-cache", type=Path, metavar="DIR", help="where generated images are cached")
 
 
 def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     from t2ibench.errors import UserError
-    from t2ibench.generate import Protocol
+    from t2ibench.generate import Protocol, resolve_dtype
+    from t2ibench.pipelines import check_dtype_for_device, pipeline_dir_info
 
+    pipeline = pipeline_dir_info(ckpt) if ckpt else None  # a bad pipeline directory: one line, nothing loaded
+    if args.cfg is not None and pipeline is not None and pipeline.guidance == "distilled":
+        raise UserError(f"{ckpt}: {pipeline.spec.pipeline} is guidance-distilled (a guidance embedding, no CFG); "
+                        "drop --cfg")
+    if args.eta and pipeline is not None and not pipeline.spec.accepts_eta:
+        raise UserError(f"{ckpt}: --eta applies to DDIM; {pipeline.spec.pipeline} samples with flow-matching Euler")
     res = str(args.resolution)
     if res == "native":
-        resolution = native_resolution(ckpt)
+        resolution = pipeline.native_resolution if pipeline is not None else native_resolution(ckpt)
     else:
         try:
             resolution = int(res)
         except ValueError:
             raise UserError(f"--resolution must be a number of pixels or 'native', got {res!r}") from None
-    return Protocol(sampler=args.sampler, steps=args.steps, cfg=args.cfg, resolution=resolution,
-                    base_seed=args.seed, eta=args.eta)
+    device = resolve_device(getattr(args, "device", "auto"))
+    dtype = resolve_dtype(args.dtype, device)
+    check_dtype_for_device(dtype, device)
+    return Protocol(sampler=args.sampler, steps=args.steps, cfg=DEFAULTS["cfg"] if args.cfg is None else args.cfg,
+                    resolution=resolution, base_seed=args.seed, eta=args.eta, dtype=dtype, compile=args.compile)
 
 
 def native_resolution(ckpt: str | None) -> int:
@@ -60,7 +77,7 @@ def native_resolution(ckpt: str | None) -> int:
 
     path = Path(ckpt or "") / MODEL_FILE
     if not path.is_file():
-        raise UserError("--resolution native needs a t2ibench checkpoint; give a number of pixels")
+        raise UserError("--resolution native needs a local checkpoint or pipeline directory; give a number of pixels")
     return int(json.loads(path.read_text()).get("resolution", 256))
 
 
@@ -97,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = protocol_from_args(args, args.ckpt)
     pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
     dist, device = _distributed(None, resolve_device(args.device))
-    model = as_sampleable(args.ckpt, ema=args.ema, device=device)
+    model = as_sampleable(args.ckpt, ema=args.ema, device=device, dtype=protocol.dtype, offload=args.offload)
     cache_root = args.image_cache or args.out
     t0 = time.time()
     paths = generate(model, pset, protocol, cache_root, batch_size=args.gen_batch_size, rank=dist.rank,
@@ -106,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if dist.rank != 0:
         return 0
     index = {
-        "checkpoint": model.describe(), "protocol": {**protocol.to_dict(), "ema": args.ema},
+        "checkpoint": model.describe(),
+        "protocol": {**protocol.to_dict(), "ema": args.ema, "sampling": model.sampling(protocol)},
         "settings_key": settings_key(protocol, model), "prompt_set": pset.describe(),
         "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i,
                     "path": os.path.relpath(p, args.out)} for i, (r, p) in enumerate(zip(pset.records, paths))],

@@ -132,6 +132,7 @@ class EvalConfig:
     cfg: float = _run_only(7.5)
     seed: int = _run_only(0)
     batch_size: int = _run_only(8)  # images per generation batch
+    dtype: str = _run_only("auto")  # auto (bf16 on a CUDA GPU that supports it, else fp32) | fp32 | bf16 | fp16
     prompts_dir: str | None = _run_only(None)  # where prompt sets live (None: t2ibench's default)
     # Per-scorer options as JSON, e.g. {"tifa": {"vqa": "shapes-measure", "questions": "q.json"}}
     options: str | None = _run_only(None)
@@ -325,7 +326,7 @@ def _coerce(value: Any, hint, key: str):
 def validate(config: RunConfig) -> None:
     """Checks that need more than one field; raised before anything is built."""
     choices = {"train.mixed_precision": ("bf16", "fp16", "no"), "train.distributed": ("ddp", "fsdp"),
-               "data.kind": ("auto", "folder", "webdataset", "parquet"),
+               "data.kind": ("auto", "folder", "webdataset", "parquet"), "eval.dtype": ("auto", "fp32", "bf16", "fp16"),
                "train.optimizer_impl": ("auto", "fused", "foreach", "for-loop")}
     for key, allowed in choices.items():
         section, name = key.split(".")

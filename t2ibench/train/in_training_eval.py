@@ -22,6 +22,7 @@ from t2ibench.errors import UserError
 
 def evaluate_during_training(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
     from t2ibench.evaluate import Protocol, evaluate
+    from t2ibench.generate import resolve_dtype
     from t2ibench.model import TextToImageModel
 
     try:
@@ -42,7 +43,7 @@ def evaluate_during_training(accelerator, config, model, backbone, state, accoun
     model.info.tags.update(run=config.run_name, variant=config.variant, step=state.step,
                            samples_seen=state.samples_seen, train_flops=state.train_flops)
     protocol = Protocol(steps=config.eval.steps, cfg=config.eval.cfg, resolution=config.resolution,
-                        base_seed=config.eval.seed)
+                        base_seed=config.eval.seed, dtype=resolve_dtype(config.eval.dtype, str(accelerator.device)))
     out_dir = Path(config.out_dir) / "eval" / f"step-{state.step:08d}"
     result = evaluate(sampled, config.eval.metrics, prompts=config.eval.prompts, prompts_dir=config.eval.prompts_dir,
                       protocol=protocol, out_dir=out_dir, limit=config.eval.limit, db=config.eval.db,
