@@ -11,6 +11,9 @@ Both sides get the same images and prompts and the same weights; per-item number
                  without that reload (its model, preprocess and tokenizer, one image at a time).
   * clip:        open_clip encode_image / encode_text + cosine, one image at a time.
   * fid:         torch_fidelity.calculate_metrics on the two folders (already batched: expect ~1x).
+Each row also gives the batched path's achieved FLOP/s (torch's FlopCounterMode over one batched scoring
+pass, math attention so the attention products are counted) and its fraction of this machine's fp32
+peak, a 2048^3 GEMM measured at the start of the same run (MFU).
 `--size tiny` uses the tests' tiny models (tests/tiny_scorers.py): per-call overhead dominates there.
 `--size real` uses the published architectures (BLIP ViT-L/16 + 12-layer BERT; open_clip ViT-H-14)
 with random weights: compute dominates, as it does with the real checkpoints.
@@ -34,6 +37,17 @@ TEXTS = ["a photo of a cat on a sofa", "a red car parked on a street", "two dogs
 
 
 REPEAT = 3
+PEAK = None  # this machine's measured fp32 GEMM peak (t2ibench.hardware.Peak), set in main()
+
+
+def flops_of(fn) -> float:
+    """FLOPs of one call of `fn`, counted by torch (math SDPA: the counter has no CPU flash formula)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 def timed(fn):
@@ -53,9 +67,13 @@ def check_equal(name, ours, ref):
     return worst
 
 
-def report(name, n, t_ours, t_lib, baseline, worst):
+def report(name, n, t_ours, t_lib, baseline, worst, flops=None):
+    mfu = ""
+    if flops:
+        achieved = flops / t_ours / 1e12
+        mfu = f"   batched {achieved * 1e3:6.1f} GFLOP/s = {100 * PEAK.fraction(achieved):4.1f}% of peak"
     print(f"{name:12} n={n:3d}  t2ibench {n / t_ours:7.2f} img/s   {baseline:38} {n / t_lib:7.2f} img/s   "
-          f"ratio {t_lib / t_ours:6.2f}x   max rel diff {worst:.1e}", flush=True)
+          f"ratio {t_lib / t_ours:6.2f}x   max rel diff {worst:.1e}{mfu}", flush=True)
 
 
 def inputs(root: Path, n: int):
@@ -81,7 +99,9 @@ def bench_imagereward(root, images, prompts, bs, size):
     scorer.score(images[:2], prompts[:2], batch_size=2)  # warm-up
     ours, t_ours = timed(lambda: [it.value for it in scorer.score(images, prompts, batch_size=bs).per_item])
     lib, t_lib = timed(lambda: [scorer.model.score(p.text, im) for im, p in zip(images, prompts)])
-    report("imagereward", len(images), t_ours, t_lib, "ImageReward.score per image", check_equal("imagereward", ours, lib))
+    flops = flops_of(lambda: scorer.score(images, prompts, batch_size=bs))
+    report("imagereward", len(images), t_ours, t_lib, "ImageReward.score per image", check_equal("imagereward", ours, lib),
+           flops)
 
 
 def bench_hpsv2(root, images, prompts, bs, size):
@@ -110,7 +130,8 @@ def bench_hpsv2(root, images, prompts, bs, size):
     scorer.score(images[:2], prompts[:2], batch_size=2)
     ours, t_ours = timed(lambda: [it.value for it in scorer.score(images, prompts, batch_size=bs).per_item])
     lib, t_lib = timed(lambda: [float(img_score.score(im, p.text, cp=str(cp))[0]) for im, p in zip(images, prompts)])
-    report("hpsv2", len(images), t_ours, t_lib, "hpsv2.img_score.score per image", check_equal("hpsv2", ours, lib))
+    flops = flops_of(lambda: scorer.score(images, prompts, batch_size=bs))
+    report("hpsv2", len(images), t_ours, t_lib, "hpsv2.img_score.score per image", check_equal("hpsv2", ours, lib), flops)
 
     tokenizer = get_tokenizer(arch)
 
@@ -155,7 +176,8 @@ def bench_clip(root, images, prompts, bs, size):
         return out
 
     lib, t_lib = timed(per_image)
-    report("clip", len(images), t_ours, t_lib, "open_clip encode + cosine per image", check_equal("clip", ours, lib))
+    flops = flops_of(lambda: scorer.score(images, prompts, batch_size=bs))
+    report("clip", len(images), t_ours, t_lib, "open_clip encode + cosine per image", check_equal("clip", ours, lib), flops)
 
 
 def bench_fid(root, images, prompts, bs, size, n_fid):
@@ -196,8 +218,12 @@ def main() -> None:
     REPEAT = args.repeat
     import torch
 
+    from t2ibench.hardware import measure_gemm_peak
+
+    global PEAK
+    PEAK = measure_gemm_peak("cpu", torch.float32)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, size={args.size}, batch {args.batch_size}, "
-          f"best of {REPEAT}")
+          f"best of {REPEAT}; peak {PEAK.tflops * 1e3:.0f} GFLOP/s ({PEAK.source})")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         images, prompts = inputs(root, args.n)
