@@ -117,12 +117,15 @@ def _prompt_sets(metrics: list[str], prompts, prompts_dir, limit, options: dict[
 def _check_weights(metrics: list[str], weights: dict[str, dict], options: dict[str, dict]) -> None:
     """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
     from t2ibench.metrics import scorer_class
+    from t2ibench.prerequisites import MissingInputs
     from t2ibench.weights import resolve
 
+    missing = MissingInputs()  # every missing file in one message, not one per attempt
     for m in metrics:
         for wf in scorer_class(m).weight_files(**options.get(m, {})):
             explicit = (weights.get(m) or {}).get(wf.key)
-            resolve(wf, Path(explicit) if explicit else None, metric=m)
+            missing.check(lambda wf=wf, m=m, explicit=explicit: resolve(wf, Path(explicit) if explicit else None, metric=m))
+    missing.raise_if_any()
 
 
 def _generation_protocol(protocol: Protocol, ema: bool) -> dict[str, Any]:
@@ -217,15 +220,22 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     stray = sorted(set(options) - set(names))
     if stray:
         raise UserError(f"scorer options given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
+    from t2ibench.metrics.option_keys import check_scorer_keys
+    from t2ibench.prerequisites import MissingInputs
+
+    check_scorer_keys(names, weights, options)  # a typo would open its own manifest group
     out_dir = Path(out_dir)
     if isinstance(model_or_ckpt, (str, os.PathLike)):
         from t2ibench.checkpoints import precheck
 
         precheck(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
-    sets = _prompt_sets(names, prompts, prompts_dir, limit, options)
-    _check_weights(names, weights, options)
+    missing = MissingInputs()  # prompt sets and weights: everything missing in one message
+    sets = missing.check(lambda: _prompt_sets(names, prompts, prompts_dir, limit, options))
+    missing.check(lambda: _check_weights(names, weights, options))
+    missing.raise_if_any()
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
+    _check_writable(out_dir, image_dir, db if store else False)
 
     dist, device = _distributed(accelerator, device)
     model = as_sampleable(model_or_ckpt, ema=ema, device=device)
@@ -305,6 +315,19 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         _store_rows(record, names, db)
     dist.barrier()
     return record
+
+
+def _check_writable(out_dir: Path, image_dir, db) -> None:
+    """Results, image cache and store can be written: checked before generation, not after scoring."""
+    from t2ibench.cli_args import writable_dir, writable_file
+
+    writable_dir(out_dir, "output directory")
+    if image_dir:
+        writable_dir(image_dir, "image cache")
+    if db is not False:
+        from t2ibench.store import ResultsStore
+
+        writable_file(ResultsStore(db).path, "results store")
 
 
 def _canonical_options(options: dict[str, Any]) -> dict[str, str]:

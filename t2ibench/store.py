@@ -192,7 +192,7 @@ class ResultsStore:
     def _connection(self, write: bool) -> Iterator[sqlite3.Connection]:
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif not self.path.exists():
+        elif not self.path.exists() or self.path.stat().st_size == 0:  # a reader never turns a file into a store
             raise FileNotFoundError(self.path)
         key = (os.getpid(), threading.get_ident())
         con = self._connections.get(key)

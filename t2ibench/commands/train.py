@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,9 +90,9 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config, resume=args.resume)
     print(f"trained {result.run}: step {result.step}, {result.samples_seen} samples, "
           f"{result.train_flops:.3e} training FLOPs (paper convention {result.train_flops_paper:.3e}); "
-          f"checkpoint {result.model_dir}", file=sys.stderr)
+          f"checkpoint {result.model_dir}")  # same stream as the progress lines
     if result.skipped:
-        print("skipped samples: " + ", ".join(f"{n} {r}" for r, n in result.skipped.items()), file=sys.stderr)
+        print("skipped samples: " + ", ".join(f"{n} {r}" for r, n in result.skipped.items()))
     return 0
 
 
