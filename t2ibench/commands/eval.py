@@ -2,7 +2,7 @@
 
 `--images DIR` scores a folder of existing images against `--prompts` (a prompt-set name or a
 .txt/.csv/.tsv/.jsonl/.json file). Images are named `<prompt id>.png` or `<index>.png` (00000.png is
-the first prompt); see t2ibench/images.py. `--ckpt PATH` generates the images under the protocol
+the first prompt). `--ckpt PATH` generates the images under the protocol
 first (cached, resumable), then scores them and adds one row per metric to the results store; PATH
 is a checkpoint directory, a training run directory (its newest checkpoint) or a hub id.
 
@@ -40,8 +40,10 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=positive_int, help="use only the first N prompts")
     p.add_argument("--batch-size", type=positive_int, help="images per scorer forward pass (default: each metric's own)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--weights", action="append", default=[], metavar="METRIC.KEY=PATH")
-    p.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE")
+    p.add_argument("--weights", action="append", default=[], metavar="METRIC.KEY=PATH",
+                   help="a scorer's weights file or folder (repeatable; default: $T2IBENCH_WEIGHTS, then the HF cache)")
+    p.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                   help="a scorer option (repeatable); unknown keys are refused; see `t2ibench metrics`")
     p.add_argument("--format", choices=("table", "json"), default="table")
     add_ckpt_arguments(p)
     p.set_defaults(handler=run)
