@@ -33,14 +33,23 @@ def _tree(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("damaged_file", ["training_state/optimizer.pt",
-                                          "model/backbone/diffusion_pytorch_model.safetensors"])
-def test_resume_skips_a_truncated_newest_checkpoint_and_keeps_it(data, tmp_path, damaged_file):
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """4 steps, checkpoints at 2 and 4, uninterrupted: the reference the resumed runs must equal."""
     from t2ibench.train.loop import train
 
-    straight = train(make_config(data, tmp_path / "straight", **{"train.steps": 4}))
+    return train(make_config(data, tmp_path_factory.mktemp("straight") / "run", **{"train.steps": 4}))
+
+
+@pytest.mark.parametrize("damaged_file", ["training_state/optimizer.pt",
+                                          "model/backbone/diffusion_pytorch_model.safetensors"])
+def test_resume_skips_a_truncated_newest_checkpoint_and_keeps_it(data, straight, tmp_path, damaged_file):
+    import shutil
+
+    from t2ibench.train.loop import train
+
     out = tmp_path / "run"
-    train(make_config(data, out, **{"train.steps": 4}))
+    shutil.copytree(straight.out_dir, out)  # the same run, whose last save was then cut short
     newest = out / "checkpoints" / "step-00000004"
     victim = newest / damaged_file
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # a save cut short
@@ -54,17 +63,18 @@ def test_resume_skips_a_truncated_newest_checkpoint_and_keeps_it(data, tmp_path,
     assert _tree(kept) == damaged  # never deleted, never overwritten: every byte is still there
 
 
-def test_damage_check_reads_headers_not_names(data, tmp_path):
-    from t2ibench.train.loop import train
+def test_damage_check_reads_headers_not_names(straight, tmp_path):
+    import shutil
+
     from t2ibench.train.state import damage, find_intact
 
     out = tmp_path / "run"
-    train(make_config(data, out, **{"train.steps": 2}))
-    ckpt = out / "checkpoints" / "step-00000002"
-    assert damage(ckpt) is None and find_intact(out) == (ckpt, [])
-    (ckpt / "training_state" / "scheduler.json").write_text("{")
-    assert "scheduler.json" in damage(ckpt)
-    assert find_intact(out) == (None, [(ckpt, damage(ckpt))])
+    shutil.copytree(straight.out_dir, out)
+    older, newest = out / "checkpoints" / "step-00000002", out / "checkpoints" / "step-00000004"
+    assert damage(newest) is None and find_intact(out) == (newest, [])
+    (newest / "training_state" / "scheduler.json").write_text("{")
+    assert "scheduler.json" in damage(newest)
+    assert find_intact(out) == (older, [(newest, damage(newest))])
 
 
 def _cli(args: list, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -76,7 +86,7 @@ def _cli(args: list, cwd: Path, timeout: float = 600) -> subprocess.CompletedPro
 
 
 def _overrides(data: Path, out: Path, **extra) -> list[str]:
-    o = tiny_overrides(data, out, **{"train.ema": False, "log.progress": True, **extra})
+    o = tiny_overrides(data, extra.pop("out", out), **{"train.ema": False, "log.progress": True, **extra})
     return [f"{k}={v}" for k, v in o.items()]
 
 
@@ -104,11 +114,13 @@ def test_non_tty_log_shows_progress_every_log_every_steps(data, tmp_path):
     ({"eval.every": 2, "eval.metrics": "tifa", "eval.db": "a_file/store.sqlite"}, "eval.db"),
     ({"model.text_encoder": "openclip-h", "model.vae": "sdxl-vae"}, "t2ibench weights fetch --trainer"),
     ({"log.every": 0}, "log.every must be >= 1"),
-    ({"out": "a_file/run"}, "a_file"),
+    ({"out": "a_file/run"}, "a_file/run"),
 ], ids=["metric", "options-json", "options-key", "eval-weights", "eval-db", "frozen-weights", "log-every", "out"])
 def test_everything_is_checked_before_step_1(data, tmp_path, extra, expected):
     (tmp_path / "a_file").write_text("x")
     out = tmp_path / "run"
+    if "out" in extra:
+        extra = {**extra, "out": tmp_path / extra["out"]}
     done = _cli(["sdxl", *_overrides(data, out, **extra)], tmp_path)
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
