@@ -85,8 +85,8 @@ def _cli(args: list, cwd: Path, timeout: float = 600) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=timeout)  # stdout is a pipe: not a TTY
 
 
-def _overrides(data: Path, out: Path, **extra) -> list[str]:
-    o = tiny_overrides(data, extra.pop("out", out), **{"train.ema": False, "log.progress": True, **extra})
+def _overrides(data: Path, run_dir: Path, **extra) -> list[str]:
+    o = tiny_overrides(data, extra.pop("out", run_dir), **{"train.ema": False, "log.progress": True, **extra})
     return [f"{k}={v}" for k, v in o.items()]
 
 
@@ -121,6 +121,7 @@ def test_everything_is_checked_before_step_1(data, tmp_path, extra, expected):
     out = tmp_path / "run"
     if "out" in extra:
         extra = {**extra, "out": tmp_path / extra["out"]}
+        out = extra["out"]
     done = _cli(["sdxl", *_overrides(data, out, **extra)], tmp_path)
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
