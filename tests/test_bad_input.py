@@ -6,7 +6,6 @@ exit status 2, exactly one line on stderr, no traceback, and leave every earlier
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -132,7 +131,7 @@ def test_mistyped_store_never_replaces_a_site(world):
     ["prompts", "show", "prompts.txt", "--head", "-1"],
 ], ids=lambda a: f"{a[0]} {a[-2]} {a[-1]}")
 def test_numeric_options_are_range_checked(world, args):
-    assert_refused(world, args, a := args[-2], "expected")
+    assert_refused(world, args, args[-2], "expected")
 
 
 LIMIT_COMMANDS = {

@@ -121,7 +121,7 @@ def eval_ckpt(args: argparse.Namespace) -> int:
     precheck(args.ckpt, args.ema)  # a wrong path: the wrong-path message, whatever the other flags say
     protocol = protocol_from_args(args, args.ckpt)
     device = resolve_device(args.device)
-    out_dir = args.out or Path("results") / "eval" / Path(args.ckpt.rstrip("/")).name
+    out_dir = args.out or Path("results") / "eval" / _default_out_name(args.ckpt)
     result = evaluate(args.ckpt, metrics, prompts=args.prompts, prompts_dir=args.prompts_dir, protocol=protocol,
                       out_dir=out_dir, limit=args.limit, db=args.db, run=args.run, variant=args.variant,
                       step=args.step, train_flops=args.train_flops, scorer_options=options,
@@ -140,6 +140,16 @@ def eval_ckpt(args: argparse.Namespace) -> int:
             print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
         print(f"wrote {path}")
     return 0
+
+
+def _default_out_name(ckpt: str) -> str:
+    """`runs/td4_8` or `runs/td4_8/latest` -> 'td4_8-step-00004000' (not 'latest' or 'model')."""
+    from t2ibench.checkpoints import resolve_ckpt_path
+
+    resolved = resolve_ckpt_path(ckpt)
+    if resolved.name == "model" and resolved.parent.parent.name == "checkpoints":
+        return f"{resolved.parents[2].name}-{resolved.parent.name}"
+    return Path(ckpt.rstrip("/")).name
 
 
 # -- helpers shared by both paths -------------------------------------------------------------------
