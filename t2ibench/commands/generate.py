@@ -58,7 +58,6 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
 
 
 def native_resolution(ckpt: str | None) -> int:
-
     from t2ibench.checkpoints import resolve_ckpt_path
     from t2ibench.errors import UserError
     from t2ibench.model import read_model_file
