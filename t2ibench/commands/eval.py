@@ -262,9 +262,9 @@ def eval_images(args: argparse.Namespace) -> int:
         from t2ibench.prompts import prompts_from_tifa_questions
 
         prompts = missing.check(lambda: prompts_from_tifa_questions(args.tifa_questions, limit=args.limit))
+    match = missing.check(lambda: match_images(args.images, list(prompts))) if prompts is not None else None
     missing.check(lambda: check_weights(metrics, weights, options))  # stop before any model is loaded
     missing.raise_if_any()
-    match = match_images(args.images, list(prompts))
     out_dir = writable_dir(args.out or Path("results") / "eval" / Path(args.images).resolve().name, "--out")
     device = resolve_device(args.device)
 
