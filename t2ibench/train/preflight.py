@@ -64,12 +64,7 @@ def _check_eval(config, missing) -> None:
     from t2ibench.metrics import parse_metrics
     from t2ibench.metrics.option_keys import check_scorer_keys
 
-    e = config.eval
-    for key, value in {"eval.limit": e.limit, "eval.steps": e.steps, "eval.batch_size": e.batch_size}.items():
-        if value is not None and value < 1:
-            raise UserError(f"{key} must be >= 1, got {value}")
-    if e.every < 0:
-        raise UserError(f"eval.every must be >= 0 (0 = no in-training evaluation), got {e.every}")
+    e = config.eval  # its numbers were range-checked by train.config.validate
     names = parse_metrics(e.metrics)
     options = eval_options(config)
     stray = sorted(set(options) - set(names))
