@@ -65,9 +65,6 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
     get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
-    from t2ibench.train.preflight import preflight
-
-    preflight(config)  # output location, frozen weights, in-training eval inputs: all before step 1
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -97,6 +94,11 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     index = index_dataset(config.data.path, config.data.kind)
     check_usable(index, SampleRules(resolution=config.resolution, min_side=config.data.min_side or config.resolution,
                                     alt_text_prob=0, top_k=1, caption_dropout=0, noise_shape=(0, 0, 0)))
+    from t2ibench.train.preflight import preflight
+
+    # output location, frozen weights, in-training eval inputs: all before the model, trackers and run
+    # directory exist (nothing is left behind by a failed start) and hours before the first evaluation
+    preflight(config)
 
     # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
     model = build_model(config)
