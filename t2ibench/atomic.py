@@ -22,6 +22,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; written files follow the umask like open() does
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh
             if fsync:
@@ -30,6 +31,19 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool = 
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    try:  # Linux: readable without changing it (os.umask() would briefly clear it for every thread)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

@@ -92,9 +92,9 @@ def state_hash(*modules) -> str:
 
 
 def t2ibench_hash(directory: Path, ema: bool) -> str:
-    from t2ibench.model import MODEL_FILE
+    from t2ibench.model import read_model_file
 
-    info = json.loads((directory / MODEL_FILE).read_text())
+    info = read_model_file(directory)
     subdirs = ["ema_backbone" if ema else "backbone"]
     subdirs += [d for d in ("text_encoder", "vae") if (directory / d).is_dir()]
     # what decides the images besides the files: schedule, references to frozen parts, resolution
@@ -112,10 +112,46 @@ def describe_dir(path: Path) -> str:
     return ""
 
 
+def resolve_ckpt_path(ckpt: str | os.PathLike[str]) -> Path:
+    """A trainer's run directory or its `latest` pointer -> the newest checkpoint's model directory.
+
+    Accepted: RUN_DIR, RUN_DIR/latest, RUN_DIR/checkpoints, RUN_DIR/checkpoints/latest (a text file
+    naming the newest complete checkpoint), RUN_DIR/checkpoints/step-N; anything else is returned as is.
+    (The layout is t2ibench.train.state's; the names are repeated here because train sits above.)"""
+    path = Path(os.fspath(ckpt)).expanduser()
+    if path.name == "latest" and not path.is_dir():
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        if (run / "checkpoints").is_dir():
+            return _newest_checkpoint(run / "checkpoints", path) / "model"
+        return path
+    if path.is_dir() and not describe_dir(path):
+        if (path / "model").is_dir() and describe_dir(path / "model"):
+            return path / "model"
+        root = path if path.name == "checkpoints" else path / "checkpoints"
+        if root.is_dir() and (any(root.glob("step-*")) or (root / "latest").is_file()):
+            return _newest_checkpoint(root, path) / "model"
+    return path
+
+
+def _newest_checkpoint(root: Path, asked: Path) -> Path:
+    pointer = root / "latest"
+    if pointer.is_file():
+        try:
+            named = root / pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            named = None
+        if named is not None and named.name and (named / "model").is_dir():
+            return named
+    done = sorted(p for p in root.glob("step-*") if (p / "model").is_dir())
+    if not done:
+        raise UserError(f"{asked}: the run has no complete checkpoint yet (nothing under {root})")
+    return done[-1]
+
+
 def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
     """Cheap validation of `--ckpt` (no weights read): returns its kind, or raises a UserError."""
     text = os.fspath(ckpt)
-    path = Path(text).expanduser()
+    path = resolve_ckpt_path(text)
     if path.is_dir():
         kind = describe_dir(path)
         if not kind:
@@ -149,7 +185,7 @@ def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: 
     from t2ibench.pipelines import load_pipeline
 
     text = os.fspath(ckpt)
-    path = Path(text).expanduser()
+    path = resolve_ckpt_path(text)
     kind = precheck(ckpt, ema)
     if kind != "hub":
         if kind == "t2ibench":

@@ -128,12 +128,15 @@ def _check_prompts(metrics: list[str], sets: dict[str, Any], protocol, options: 
 def _check_weights(metrics: list[str], weights: dict[str, dict], options: dict[str, dict]) -> None:
     """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
     from t2ibench.metrics import scorer_class
+    from t2ibench.prerequisites import MissingInputs
     from t2ibench.weights import resolve
 
+    missing = MissingInputs()  # every missing file in one message, not one per attempt
     for m in metrics:
         for wf in scorer_class(m).weight_files(**options.get(m, {})):
             explicit = (weights.get(m) or {}).get(wf.key)
-            resolve(wf, Path(explicit) if explicit else None, metric=m)
+            missing.check(lambda wf=wf, m=m, explicit=explicit: resolve(wf, Path(explicit) if explicit else None, metric=m))
+    missing.raise_if_any()
 
 
 def _generation_protocol(protocol: Protocol, ema: bool) -> dict[str, Any]:
@@ -231,20 +234,23 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     stray = sorted(set(options) - set(names))
     if stray:
         raise UserError(f"scorer options given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
+    from t2ibench.metrics.option_keys import check_scorer_keys
+    from t2ibench.prerequisites import MissingInputs
+
+    check_scorer_keys(names, weights, options)  # a typo would open its own manifest group
     out_dir = Path(out_dir)
     if isinstance(model_or_ckpt, (str, os.PathLike)):
         from t2ibench.checkpoints import precheck
 
         precheck(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
-    sets = _prompt_sets(names, prompts, prompts_dir, limit, options)
+    missing = MissingInputs()  # prompt sets and weights: everything missing in one message
+    sets = missing.check(lambda: _prompt_sets(names, prompts, prompts_dir, limit, options))
+    missing.check(lambda: _check_weights(names, weights, options))
+    missing.raise_if_any()
     _check_prompts(names, sets, protocol, options)
-    _check_weights(names, weights, options)
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
-    if store:
-        from t2ibench.store import ResultsStore
-
-        ResultsStore(db).check_writable()  # an unreachable server or a newer store: say so before generating
+    _check_writable(out_dir, image_dir, db if store else False)
 
     dist, device = _distributed(accelerator, device)
     model = as_sampleable(model_or_ckpt, ema=ema, device=device, dtype=protocol.dtype, offload=offload)
@@ -326,6 +332,22 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         _store_rows(record, names, db)
     dist.barrier()
     return record
+
+
+def _check_writable(out_dir: Path, image_dir, db) -> None:
+    """Results, image cache and store can be written: checked before generation, not after scoring."""
+    from t2ibench.cli_args import writable_dir, writable_file
+
+    writable_dir(out_dir, "output directory")
+    if image_dir:
+        writable_dir(image_dir, "image cache")
+    if db is not False:
+        from t2ibench.store import ResultsStore
+
+        results = ResultsStore(db)
+        if results.path is not None:
+            writable_file(results.path, "results store")
+        results.check_writable()  # an unreachable server or a newer store: say so before generating
 
 
 def _canonical_options(options: dict[str, Any]) -> dict[str, str]:

@@ -347,14 +347,26 @@ def _remove_stale_temporaries(root: Path, names: set[str]) -> None:
 
 
 class _progress:
-    """A rich progress bar with counts, rate and ETA; silent when disabled or off a terminal."""
+    """A rich progress bar with counts, rate and ETA on a terminal; off a terminal (a job's log), one
+    plain line every `$T2IBENCH_PROGRESS_SECONDS` (default 30) seconds and one at the end; silent
+    when disabled."""
 
     def __init__(self, enabled: bool, label: str, total: int):
         self.enabled, self.label, self.total = enabled, label, total
         self._p = None
+        self._lines = False
 
     def __enter__(self):
-        if self.enabled:
+        import sys
+
+        if self.enabled and not sys.stdout.isatty():
+            import os
+            import time
+
+            self._lines, self._done, self._t0 = True, 0, time.monotonic()
+            self._every = float(os.environ.get("T2IBENCH_PROGRESS_SECONDS", "30") or 30)
+            self._last = self._t0
+        elif self.enabled:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -373,6 +385,21 @@ class _progress:
     def advance(self, n: int) -> None:
         if self._p is not None:
             self._p.advance(self._task, n)
+        elif self._lines:
+            import time
+
+            self._done += n
+            now = time.monotonic()
+            if now - self._last >= self._every or self._done >= self.total:
+                self._last = now
+                self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self._t0
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self._done) / rate if rate > 0 else 0.0
+        print(f"{self.label}: {self._done}/{self.total}  {rate:.2f}/s  elapsed {elapsed:.0f}s  ETA {eta:.0f}s",
+              flush=True)
 
     def __exit__(self, *exc):
         if self._p is not None:

@@ -19,6 +19,7 @@ t2ibench.weights like every scorer's weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -239,18 +240,20 @@ class TextToImageModel(nn.Module):
     @classmethod
     def load(cls, directory: Path | str, *, ema: bool = False, device: str = "cpu") -> "TextToImageModel":
         directory = Path(directory)
-        meta = directory / MODEL_FILE
-        if not meta.is_file():
-            raise UserError(f"{directory} is not a t2ibench checkpoint (no {MODEL_FILE})")
-        raw = json.loads(meta.read_text())
+        raw = read_model_file(directory)
         if raw.get("format_version", 0) > FORMAT_VERSION:
             raise UserError(f"{directory} was written by a newer t2ibench (format {raw['format_version']})")
-        info = ModelInfo(**raw)
-        backbone = _load_backbone(directory / ("ema_backbone" if ema else "backbone"), info, ema)
-        text_encoder = _load_text_encoder(directory / "text_encoder", info.text_encoder)
+        with _damaged_part(directory / MODEL_FILE):
+            info = ModelInfo(**raw)
+        part = directory / ("ema_backbone" if ema else "backbone")
+        with _damaged_part(part):
+            backbone = _load_backbone(part, info, ema)
+        with _damaged_part(directory / "text_encoder"):
+            text_encoder = _load_text_encoder(directory / "text_encoder", info.text_encoder)
         vae = None
         if info.vae is not None:
-            vae = _load_vae(directory / "vae", info.vae)
+            with _damaged_part(directory / "vae"):
+                vae = _load_vae(directory / "vae", info.vae)
         _check_parts_agree(directory, backbone, text_encoder, vae)
         model = cls(backbone, text_encoder, vae, info)
         return model.to(device)
@@ -264,6 +267,39 @@ def build_model(variant_spec, *, text_encoder: OpenClipTextEncoder, vae: nn.Modu
                      vae=None if vae is None else {"scaling_factor": getattr(vae.config, "scaling_factor", SDXL_VAE_SCALING)},
                      schedule=asdict(schedule or NoiseSchedule()), resolution=resolution)
     return TextToImageModel(backbone, text_encoder, vae, info)
+
+
+def read_model_file(directory: Path | str) -> dict[str, Any]:
+    """The checkpoint's t2ibench_model.json, or one line saying it is missing or damaged."""
+    meta = Path(directory) / MODEL_FILE
+    if not meta.is_file():
+        raise UserError(f"{directory} is not a t2ibench checkpoint (no {MODEL_FILE})")
+    try:
+        raw = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{meta} is damaged ({_first_line(exc)}); restore it or use another checkpoint") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{meta} is damaged (not a JSON object); restore it or use another checkpoint")
+    return raw
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _damaged_part(path: Path):
+    """A truncated weights file or a corrupt config.json in one part: one line naming the part."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, SafetensorError) as exc:
+        raise UserError(f"{path} is damaged or incomplete ({_first_line(exc)}); restore it, or use another "
+                        "checkpoint") from None
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -106,8 +106,15 @@ def _from_hf_cache(wf: WeightFile) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
-def fetch_hint(metric: str | None) -> str:
-    return f"t2ibench weights fetch --metrics {metric}" if metric else "t2ibench weights fetch"
+TRAINER_KEYS = ("text_encoder", "vae")  # the trainer's frozen parts (t2ibench.model.OPENCLIP_H, SDXL_VAE)
+
+
+def fetch_hint(metric: str | None, wf: WeightFile | None = None) -> str:
+    if metric:
+        return f"t2ibench weights fetch --metrics {metric}"
+    if wf is not None and wf.key in TRAINER_KEYS:
+        return "t2ibench weights fetch --trainer"  # the frozen OpenCLIP-H text encoder and SDXL VAE
+    return "t2ibench weights fetch"
 
 
 def resolve(wf: WeightFile, explicit: Path | None = None, *, metric: str | None = None,
@@ -127,11 +134,11 @@ def resolve(wf: WeightFile, explicit: Path | None = None, *, metric: str | None 
             reason = type(exc).__name__
             raise MissingWeightsError(
                 f"missing {wf.filename} from {wf.repo_id}@{wf.revision} ({reason}); "
-                f"put it under $T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric)}` where the hub is reachable"
+                f"put it under $T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric, wf)}` where the hub is reachable"
             ) from None
     raise MissingWeightsError(
         f"missing {wf.filename} from {wf.repo_id}@{wf.revision}; put it under "
-        f"$T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric)}` where the hub is reachable"
+        f"$T2IBENCH_WEIGHTS/{wf.repo_id}/ or run `{fetch_hint(metric, wf)}` where the hub is reachable"
     )
 
 

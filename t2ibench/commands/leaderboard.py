@@ -69,16 +69,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
-def _store(args: argparse.Namespace):  # noqa: ANN202
+def _store(args: argparse.Namespace, *, reading: bool = True):  # noqa: ANN202
+    """The store of --db. A reading command never creates one: a mistyped path or an empty file is an
+    error, not an empty store (an empty store would, e.g., replace a good site with an empty page)."""
     from t2ibench.store import ResultsStore
 
-    return ResultsStore(args.db)
+    store = ResultsStore(args.db)
+    if reading and store.kind == "sqlite":  # a server database answers for itself when connected
+        where = "--db" if args.db else "the default location (set --db PATH or $T2IBENCH_DB)"
+        if not store.path.exists():
+            raise UserError(f"no results store at {store.path} ({where}); check the path")
+        if store.path.is_file() and store.path.stat().st_size == 0:
+            raise UserError(f"{store.path} is an empty file, not a results store ({where}); check the path")
+    return store
 
 
 def _build(args: argparse.Namespace) -> int:
-    from t2ibench.leaderboard.site import build_site
+    from t2ibench.cli_args import writable_dir
+    from t2ibench.leaderboard.site import DEFAULT_OUT, build_site
 
-    report = build_site(_store(args), args.out, select=args.select)
+    store = _store(args)
+    writable_dir(args.out or DEFAULT_OUT, "--out")
+    report = build_site(store, args.out, select=args.select)
     if args.format == "json":
         print(json.dumps({"index": str(report.index), "results": report.n_rows, "protocol_groups": report.n_groups,
                           "plots": [str(p) for p in report.plots]}))
@@ -112,6 +124,10 @@ def _fit(args: argparse.Namespace) -> int:
     from t2ibench.leaderboard.reference import PAPER_FIT_METRIC, PAPER_FITS
 
     store = _store(args)
+    if not args.no_plot:
+        from t2ibench.cli_args import writable_file
+
+        writable_file(args.plot or Path("leaderboard") / f"fit-{args.metric}-{args.x}.png", "--plot")
     group, others = _choose_group(group_by_protocol(store.query(metric=args.metric)), args.metric, args.manifest)
     fit = fit_scaling(group, args.x, args.select)
     plot_path = None
@@ -147,13 +163,21 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    n = _store(args).export(args.file, args.file_format)
+    from t2ibench.cli_args import writable_file
+
+    store = _store(args)
+    writable_file(args.file, "export file")
+    n = store.export(args.file, args.file_format)
     print(f"exported {n} result(s) to {args.file}")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    store = _store(args)
+    from t2ibench.cli_args import writable_file
+
+    store = _store(args, reading=False)  # import may create the store
+    if store.path is not None:
+        writable_file(store.path, "--db")
     report = store.import_file(args.file, args.file_format)
     print(f"imported {args.file} into {store}: {report.summary()}")
     _print_conflicts(report.conflicts)

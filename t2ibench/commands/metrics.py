@@ -1,4 +1,5 @@
-"""`t2ibench metrics [--format table|json]`: every scorer, its version, kind and weights (present or missing)."""
+"""`t2ibench metrics [--format table|json]`: every scorer, its version, kind, weights (present or missing)
+and the keys its `--option METRIC.KEY=VALUE` takes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def register(subparsers) -> None:
 
 def describe(name: str) -> dict:
     from t2ibench.metrics import scorer_class
+    from t2ibench.metrics.option_keys import option_keys
     from t2ibench.weights import find_local
 
     cls = scorer_class(name)
@@ -26,6 +28,7 @@ def describe(name: str) -> dict:
                       "path": str(hit) if hit else None})
     return {"name": name, "version": cls.declared_version(), "kind": cls.kind,
             "higher_is_better": cls.higher_is_better, "default_prompt_set": cls.default_prompt_set, "files": files,
+            "options": sorted(option_keys(name)),
             "weights": "present" if all(f["present"] for f in files) else "missing"}
 
 
@@ -39,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "version", "kind", "weights", "files")
+    table = Table("name", "version", "kind", "weights", "files", "--option keys")
     for r in rows:
         files = "\n".join(f"{'ok' if f['present'] else 'MISSING'} {f['repo_id']}/{f['filename']}" for f in r["files"])
-        table.add_row(r["name"], r["version"], r["kind"], r["weights"], files)
+        table.add_row(r["name"], r["version"], r["kind"], r["weights"], files, ", ".join(r["options"]) or "-")
     Console(width=200).print(table)
     return 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from t2ibench.cli_args import nonnegative_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("prompts", help="list, show or fetch prompt sets",
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
         sp.add_argument("--prompts-dir", metavar="DIR", help="local copies (layout of shared/data/prompts)")
         sp.add_argument("--format", choices=("table", "json"), default="table")
         if name == "show":
-            sp.add_argument("--head", type=int, default=10, help="records to print (default 10; 0 = all)")
+            sp.add_argument("--head", type=nonnegative_int, default=10, help="records to print (default 10; 0 = all)")
         sp.set_defaults(handler=fn)
 
 

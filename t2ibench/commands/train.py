@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train a registered variant with the paper's recipe",
-        description="Train a registered backbone variant with the study's recipe (256 px, SDXL VAE, OpenCLIP-H, "
-                    "AdamW 8e-5 with 10K warmup, global batch 2048, bf16). Override any config field as key=value.",
+        description="Train a registered backbone variant with the study's recipe (256 px, SDXL VAE, OpenCLIP-H,\n"
+                    "AdamW 8e-5 with 10K warmup, global batch 2048, bf16). Override any config field as key=value.\n"
+                    "When stdout is not a terminal, a progress line is printed every log.every steps.",
         epilog="examples:\n"
                "  t2ibench train sdxl_td4_8 --data /data/shards --out runs/td4_8\n"
                "  t2ibench train sdxl --data shapes/ resolution=32 model.vae=none model.text_encoder=tiny \\\n"
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="training data: image folder, webdataset *.tar shards, *.parquet, or a glob")
     p.add_argument("--out", help="output directory (default runs/<variant>)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint in --out (a damaged newer one is set aside)")
     p.add_argument("--list-keys", action="store_true", help="print every config key with its default and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
@@ -91,9 +92,9 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config, resume=args.resume)
     print(f"trained {result.run}: step {result.step}, {result.samples_seen} samples, "
           f"{result.train_flops:.3e} training FLOPs (paper convention {result.train_flops_paper:.3e}); "
-          f"checkpoint {result.model_dir}", file=sys.stderr)
+          f"checkpoint {result.model_dir}")  # same stream as the progress lines
     if result.skipped:
-        print("skipped samples: " + ", ".join(f"{n} {r}" for r, n in result.skipped.items()), file=sys.stderr)
+        print("skipped samples: " + ", ".join(f"{n} {r}" for r, n in result.skipped.items()))
     return 0
 
 

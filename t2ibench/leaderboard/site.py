@@ -199,6 +199,10 @@ def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, s
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     rows = store.query()  # first: a store we cannot read leaves no half-built site behind
+    index = out / "index.html"
+    if not rows and index.is_file() and 'id="empty"' not in index.read_text(encoding="utf-8", errors="replace"):
+        raise UserError(f"the results store {store.path} has no results; not replacing the site in {out}, which shows "
+                        "some (check --db, or delete the site first)")
     out.mkdir(parents=True, exist_ok=True)
     groups = group_by_protocol(rows)
     made: list[Path] = []

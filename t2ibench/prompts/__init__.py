@@ -127,6 +127,8 @@ def resolve_file(set_name: str, file_key: str, local_dir: str | os.PathLike[str]
 
 def prompts_from_tifa_questions(path: str | os.PathLike[str], limit: int | None = None) -> PromptSet:
     """A custom TIFA question file brings its own prompts: the captions it asks about."""
+    if limit is not None and limit < 1:  # a negative limit would slice from the end
+        raise UserError(f"--limit must be at least 1, got {limit}")
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"TIFA question file not found: {path}")

@@ -47,7 +47,7 @@ class SQLiteBackend(Backend):
         return self.location.path
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.path.exists() and self.path.stat().st_size > 0  # a reader never turns an empty file into a store
 
     def prepare_write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -347,3 +347,20 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"log.peak_tflops must be >= 0 (0 = auto), got {config.log.peak_tflops}")
     if config.optim.lr <= 0 or config.optim.warmup_steps < 0:
         raise UserError("optim.lr must be > 0 and optim.warmup_steps >= 0")
+    # Every other number has a range too, checked here rather than found mid-run (cli_args does the same for flags).
+    at_least = {"train.steps": (config.train.steps, 1), "checkpoint.every": (config.checkpoint.every, 1),
+                "log.every": (config.log.every, 1), "checkpoint.keep": (config.checkpoint.keep, 0),
+                "eval.every": (config.eval.every, 0), "data.num_workers": (config.data.num_workers, 0),
+                "data.min_side": (config.data.min_side, 1), "eval.limit": (config.eval.limit, 1),
+                "eval.steps": (config.eval.steps, 1), "eval.batch_size": (config.eval.batch_size, 1),
+                "optim.grad_clip": (config.optim.grad_clip, 0), "optim.weight_decay": (config.optim.weight_decay, 0),
+                "eval.cfg": (config.eval.cfg, 0), "eval.seed": (config.eval.seed, 0)}
+    for key, (value, low) in at_least.items():
+        if value is not None and value < low:
+            raise UserError(f"{key} must be >= {low}, got {value}")
+    for key, value in {"optim.eps": config.optim.eps, "log.peak_tflops": config.log.peak_tflops}.items():
+        if not value > 0:
+            raise UserError(f"{key} must be > 0, got {value}")
+    for key, value in {"optim.beta1": config.optim.beta1, "optim.beta2": config.optim.beta2}.items():
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{key} must be in [0, 1), got {value}")

@@ -13,11 +13,9 @@ different number of times on each rank, which a sharded module cannot do).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from t2ibench.errors import UserError
 
 
 def evaluate_during_training(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
@@ -25,10 +23,9 @@ def evaluate_during_training(accelerator, config, model, backbone, state, accoun
     from t2ibench.generate import resolve_dtype
     from t2ibench.model import TextToImageModel
 
-    try:
-        options = json.loads(config.eval.options) if config.eval.options else None
-    except ValueError:
-        raise UserError(f"eval.options is not JSON: {config.eval.options!r}") from None
+    from t2ibench.train.preflight import eval_options
+
+    options = eval_options(config) or None  # parsed (and checked before step 1) by its one owner
     sampled = model
     if config.train.distributed == "fsdp":
         from torch.distributed.checkpoint.state_dict import (

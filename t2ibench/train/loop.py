@@ -92,12 +92,19 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         raise UserError(f"{out} already holds a checkpoint ({previous.name}); pass --resume to continue it "
                         "or choose another --out")
     if previous is not None:
+        previous = _intact_checkpoint(accelerator, out)
+    if previous is not None:
         ckpt_io.check_compatible(previous, config)
 
     # -- data first (cheap to check): every sample indexed, the first ones decoded --------------------
     index = index_dataset(config.data.path, config.data.kind)
     check_usable(index, SampleRules(resolution=config.resolution, min_side=config.data.min_side or config.resolution,
                                     alt_text_prob=0, top_k=1, caption_dropout=0, noise_shape=(0, 0, 0)))
+    from t2ibench.train.preflight import preflight
+
+    # output location, frozen weights, in-training eval inputs: all before the model, trackers and run
+    # directory exist (nothing is left behind by a failed start) and hours before the first evaluation
+    preflight(config)
 
     # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
     model = build_model(config)
@@ -144,10 +151,11 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         state.processes = world
         accelerator.print(f"resuming {previous} at step {state.step} ({state.samples_seen} samples seen)")
     accelerator.print(f"training {config.run_name}: {config.variant} ({account.params:,} parameters) on "
-                      f"{world} process(es), {accelerator.distributed_type.value}, {config.train.mixed_precision}")
+                      f"{_setup_line(accelerator, config)}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=list))
+    _start_trackers(accelerator, config)  # only now: a start that failed earlier leaves no tracker files
 
     batches = StepBatches(state.step, config.train.global_batch, config.train.micro_batch, world, accelerator.process_index)
     loader = iter(make_loader(data, batches, config.data.num_workers))
@@ -325,9 +333,41 @@ def _accelerator(config: RunConfig, out: Path):
             transformer_cls_names_to_wrap=["BasicTransformerBlock", "ResnetBlock2D"], state_dict_type="FULL_STATE_DICT")
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu,
                               log_with=log_with or None, project_dir=str(out), **kwargs)
-    if log_with:
-        accelerator.init_trackers(config.run_name, config=_flat_hparams(config.to_dict()))
     return accelerator
+
+
+def _start_trackers(accelerator, config: RunConfig) -> None:
+    if accelerator.log_with:
+        accelerator.init_trackers(config.run_name, config=_flat_hparams(config.to_dict()))
+
+
+_DISTRIBUTION = {"NO": "no distribution", "MULTI_CPU": "DDP over CPU processes", "MULTI_GPU": "DDP",
+                 "FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}
+
+
+def _setup_line(accelerator, config: RunConfig) -> str:
+    """'1 process, no distribution, precision fp32, on cpu' rather than accelerate's enum names."""
+    world = accelerator.num_processes
+    kind = accelerator.distributed_type.value
+    precision = {"no": "fp32"}.get(config.train.mixed_precision, config.train.mixed_precision)
+    return (f"{world} process{'es' if world != 1 else ''}, {_DISTRIBUTION.get(kind, kind)}, precision {precision}, "
+            f"on {accelerator.device}")
+
+
+def _intact_checkpoint(accelerator, out: Path) -> Path | None:
+    """The newest checkpoint whose files are all readable. A damaged newer one (a truncated weights or
+    optimizer file) is named, renamed aside to `damaged-<name>` (never deleted, never overwritten by
+    the next save) and skipped."""
+    intact, damaged = ckpt_io.find_intact(out)
+    accelerator.wait_for_everyone()  # every rank has looked before the main process renames anything
+    for ckpt, reason in damaged:
+        kept = ckpt.with_name(f"damaged-{ckpt.name}")
+        if accelerator.is_main_process:
+            ckpt_io.set_aside(ckpt, kept)
+        where = f"resuming from {intact.name}" if intact else "no intact checkpoint is left: starting from step 0"
+        accelerator.print(f"checkpoint {ckpt} is damaged ({reason}); kept as {kept.name}; {where}")
+    accelerator.wait_for_everyone()
+    return intact
 
 
 def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -367,11 +407,18 @@ def _evaluate(accelerator, config, model, backbone, state, account) -> dict[str,
 
 
 class _Progress:
-    """A rich progress bar with loss, lr, samples/s and ETA (main process only)."""
+    """Main process only. On a terminal: a rich bar with loss, lr, samples/s and ETA. Otherwise (a
+    cluster job's log): one plain line every `log.every` steps, flushed, so the log shows progress
+    while the run is going rather than one bar rendered at the end."""
 
     def __init__(self, config: RunConfig, start: int, enabled: bool):
+        import sys
+
         self.bar = None
-        if not enabled:
+        self.lines = enabled and not sys.stdout.isatty()
+        self.total, self.every, self.name = config.train.steps, max(1, config.log.every), config.run_name
+        self.start_step, self.t0, self.mfu = start, time.monotonic(), 0.0
+        if not enabled or self.lines:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -380,11 +427,23 @@ class _Progress:
         self.task = self.bar.add_task("train", total=config.train.steps, completed=start, stats="")
         self.bar.start()
 
-    def update(self, step: int, loss: float, lr: float, rate: float, mfu: float) -> None:
+    def update(self, step: int, loss: float, lr: float, rate: float, mfu: float | None = None) -> None:
+        if mfu is not None:
+            self.mfu = mfu
         if self.bar is not None:
-            self.bar.update(self.task, completed=step,
-                            stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s MFU {100 * mfu:.1f}%")
+            self.bar.update(self.task, completed=step, stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s MFU {100 * self.mfu:.1f}%")
+        elif self.lines and (step % self.every == 0 or step == self.total):
+            done = step - self.start_step
+            elapsed = time.monotonic() - self.t0
+            eta = elapsed / done * (self.total - step) if done else 0.0
+            print(f"{self.name} step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.1f} samples/s  "
+                  f"MFU {100 * self.mfu:.1f}%  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

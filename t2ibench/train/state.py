@@ -66,6 +66,72 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def find_intact(out: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(newest complete checkpoint whose files all read back, [(newer damaged checkpoint, why)])."""
+    done = sorted((p for p in checkpoint_root(out).glob("step-*") if (p / STATE_DIR / "state.json").is_file()),
+                  reverse=True)
+    damaged = []
+    for ckpt in done:
+        reason = damage(ckpt)
+        if reason is None:
+            return ckpt, damaged
+        damaged.append((ckpt, reason))
+    return None, damaged
+
+
+def damage(ckpt: Path) -> str | None:
+    """Why a complete-looking checkpoint cannot be resumed (a truncated or corrupt file), else None.
+    Reads headers and checksums only: safetensors lengths, zip CRCs of optimizer.pt, JSON syntax."""
+    import zipfile
+
+    for path in sorted(ckpt.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(ckpt)
+        try:
+            if path.suffix == ".safetensors":
+                problem = _safetensors_problem(path)
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+                problem = None
+            elif path.suffix == ".pt":
+                with zipfile.ZipFile(path) as zf:
+                    bad = zf.testzip()
+                problem = f"member {bad} fails its CRC" if bad else None
+            else:
+                continue
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            problem = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if problem:
+            return f"{rel}: {problem}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if 8 + n > size:
+            return f"header of {n} bytes but the file has {size}"
+        header = json.loads(fh.read(n))
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end != size:
+        return f"truncated: {size} bytes, its header describes {8 + n + end}"
+    return None
+
+
+def set_aside(ckpt: Path, kept: Path) -> None:
+    """Move a damaged checkpoint out of the way of resume and pruning, keeping every byte."""
+    import os
+
+    if kept.exists():
+        kept = kept.with_name(f"{kept.name}-{os.getpid()}")
+    os.replace(ckpt, kept)
+
+
 def read_state(ckpt: Path) -> TrainState:
     return TrainState(**json.loads((ckpt / STATE_DIR / "state.json").read_text()))
 
