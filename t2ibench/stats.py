@@ -1,0 +1,597 @@
+"""Uncertainty for every number t2ibench reports: bootstrap intervals over prompts, paired comparisons,
+Holm-corrected ranking, power-law fits with intervals, early prediction of final scores, and the FID
+bootstrap over generated features. numpy and scipy only; low in the layers (imports only `errors`).
+
+Conventions (documented in docs/statistics.md):
+* Resampling is seeded (`seed`, default 0) and every interval records its method and resample count,
+  so a rerun gives the same interval.
+* `bootstrap_mean` draws resample indices exactly as `scipy.stats.bootstrap` does (one
+  `np.random.default_rng(seed)`, `integers(0, n, (B, n))`, row-chunked) and computes the percentile
+  and BCa intervals by the same formulas (Efron & Tibshirani 14.3, 15.4), so with the same seed,
+  method and resamples the two give the same interval; a test checks it.
+* Fewer than 2 items give no interval: `Interval.reason` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from t2ibench.errors import UserError
+
+CONFIDENCE = 0.95
+DEFAULT_RESAMPLES = 2000
+DEFAULT_PERMUTATIONS = 10000
+DEFAULT_SEED = 0
+METHODS = ("percentile", "bca")
+DEFAULT_METHOD = "bca"
+_CHUNK_ELEMENTS = 4_000_000  # resample indices held at once (32 MB of int64)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its bootstrap interval; lo/hi are None (and `reason` says why) when
+    there is none."""
+
+    estimate: float | None
+    lo: float | None
+    hi: float | None
+    n: int
+    method: str
+    n_resamples: int
+    seed: int
+    confidence: float = CONFIDENCE
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.lo is not None and self.hi is not None
+
+    @property
+    def ci(self) -> list[float] | None:
+        return [self.lo, self.hi] if self.ok else None
+
+    @property
+    def se(self) -> float | None:
+        """Normal-equivalent standard error from the interval's width."""
+        if not self.ok:
+            return None
+        from scipy.special import ndtri
+
+        return (self.hi - self.lo) / (2 * float(ndtri(0.5 + self.confidence / 2)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"ci95" if self.confidence == CONFIDENCE else "ci": self.ci, "method": self.method,
+             "n_resamples": self.n_resamples, "seed": self.seed, "n": self.n, "confidence": self.confidence}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    def describe(self, digits: int = 3) -> str:
+        if self.estimate is None:
+            return "n/a"
+        if not self.ok:
+            return f"{self.estimate:.{digits}f} (no interval: {self.reason})"
+        return f"{self.estimate:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+def _no_interval(estimate: float | None, n: int, method: str, n_resamples: int, seed: int, reason: str) -> Interval:
+    return Interval(estimate, None, None, n, method, n_resamples, seed, reason=reason)
+
+
+def _check(method: str, n_resamples: int, confidence: float) -> None:
+    if method not in METHODS:
+        raise UserError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
+    if int(n_resamples) < 100:
+        raise UserError(f"bootstrap needs at least 100 resamples, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise UserError(f"confidence must be in (0, 1), got {confidence}")
+
+
+# -- the bootstrap core ------------------------------------------------------------------------------
+def resample_indices(n: int, n_resamples: int, seed: int):
+    """Yield row blocks of the (n_resamples, n) index matrix scipy.stats.bootstrap draws (same rng
+    calls, chunked so 10,000 x 2,000 never sits in memory at once)."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(n, 1)))
+    if rows < n_resamples and (rows * n) % 2:  # keep chunk sizes even: numpy's 32-bit draws come in pairs
+        rows = max(1, rows - 1) if rows > 1 else rows
+    for start in range(0, n_resamples, rows):
+        yield rng.integers(0, n, (min(rows, n_resamples - start), n))
+
+
+def bootstrap_sums(columns: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """columns (m, n) -> (m, n_resamples) column sums over each bootstrap resample of the n items
+    (the same resample for every row, so ratios and differences stay paired)."""
+    cols = np.atleast_2d(np.asarray(columns, dtype=float))
+    out = np.empty((cols.shape[0], n_resamples))
+    k = 0
+    for idx in resample_indices(cols.shape[1], n_resamples, seed):
+        out[:, k:k + len(idx)] = cols[:, idx].sum(axis=-1)
+        k += len(idx)
+    return out
+
+
+def _interval_from(theta_hat: float, theta_b: np.ndarray, jackknife: np.ndarray | None, method: str,
+                   confidence: float) -> tuple[float, float]:
+    """Percentile or BCa interval from a bootstrap distribution (scipy's formulas)."""
+    from scipy.special import ndtr, ndtri
+
+    alpha = (1 - confidence) / 2
+    if method == "bca":
+        b = len(theta_b)
+        p0 = (np.count_nonzero(theta_b < theta_hat) + np.count_nonzero(theta_b <= theta_hat)) / (2 * b)
+        z0 = ndtri(p0)
+        n = float(len(jackknife))
+        u = (n - 1) * (jackknife.mean() - jackknife)
+        a_hat = (np.sum(u ** 3) / n ** 3) / (6 * (np.sum(u ** 2) / n ** 2) ** 1.5)
+        za = float(ndtri(alpha))
+        qs = [ndtr(z0 + (z0 + z) / (1 - a_hat * (z0 + z))) for z in (za, -za)]
+    else:
+        qs = [alpha, 1 - alpha]
+    lo, hi = np.quantile(theta_b, qs)
+    return float(lo), float(hi)
+
+
+def bootstrap_mean(values: Sequence[float], *, method: str = DEFAULT_METHOD, n_resamples: int = DEFAULT_RESAMPLES,
+                   seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE) -> Interval:
+    """Mean of `values` (one per prompt) with its bootstrap interval over the items."""
+    _check(method, n_resamples, confidence)
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return _no_interval(None, 0, method, n_resamples, seed, "no items")
+    mean = float(x.mean())
+    if n < 2:
+        return _no_interval(mean, n, method, n_resamples, seed, f"fewer than 2 items (n={n})")
+    if np.all(x == x[0]):  # every resample equals the estimate; BCa is undefined (0/0)
+        return Interval(mean, mean, mean, n, method, n_resamples, seed, confidence,
+                        reason="all items equal: zero-width interval")
+    theta_b = bootstrap_sums(x, n_resamples, seed)[0] / n
+    jack = (x.sum() - x) / (n - 1) if method == "bca" else None
+    lo, hi = _interval_from(mean, theta_b, jack, method, confidence)
+    return Interval(mean, lo, hi, n, method, n_resamples, seed, confidence)
+
+
+def bootstrap_means(samples: np.ndarray, *, method: str = DEFAULT_METHOD, n_resamples: int = DEFAULT_RESAMPLES,
+                    seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE) -> np.ndarray:
+    """Vectorised intervals for many independent samples of equal size: samples (m, n) -> (m, 2)
+    [lo, hi] (the same resample indices for every row, as scipy does along an axis)."""
+    from scipy.special import ndtr, ndtri
+
+    _check(method, n_resamples, confidence)
+    x = np.asarray(samples, dtype=float)
+    m, n = x.shape
+    if n < 2:
+        raise UserError(f"fewer than 2 items (n={n}): no interval")
+    theta = x.mean(axis=1)
+    theta_b = bootstrap_sums(x, n_resamples, seed) / n  # (m, B)
+    alpha = (1 - confidence) / 2
+    if method == "percentile":
+        return np.quantile(theta_b, [alpha, 1 - alpha], axis=1).T
+    p0 = ((theta_b < theta[:, None]).sum(1) + (theta_b <= theta[:, None]).sum(1)) / (2 * n_resamples)
+    z0 = ndtri(p0)
+    jack = (x.sum(1, keepdims=True) - x) / (n - 1)
+    u = (n - 1) * (jack.mean(1, keepdims=True) - jack)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a_hat = (np.sum(u ** 3, 1) / n ** 3) / (6 * (np.sum(u ** 2, 1) / n ** 2) ** 1.5)
+    za = float(ndtri(alpha))
+    out = np.empty((m, 2))
+    for j, z in enumerate((za, -za)):
+        q = ndtr(z0 + (z0 + z) / (1 - a_hat * (z0 + z)))
+        sorted_b = np.sort(theta_b, axis=1)
+        # np.quantile's linear rule, row by row with its own quantile
+        pos = np.nan_to_num(q, nan=0.5) * (n_resamples - 1)
+        lo_i = np.floor(pos).astype(int)
+        hi_i = np.minimum(lo_i + 1, n_resamples - 1)
+        frac = pos - lo_i
+        rows = np.arange(m)
+        out[:, j] = sorted_b[rows, lo_i] + frac * (sorted_b[rows, hi_i] - sorted_b[rows, lo_i])
+    return out
+
+
+def bootstrap_ratio(numerators: Sequence[float], denominators: Sequence[float], *, n_resamples: int = DEFAULT_RESAMPLES,
+                    seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE, method: str = DEFAULT_METHOD) -> Interval:
+    """sum(num)/sum(den) over items (e.g. TIFA's accuracy of one question type, pooled over the
+    questions of the resampled prompts), with its bootstrap interval over items with den > 0."""
+    _check(method, n_resamples, confidence)
+    num = np.asarray(numerators, dtype=float)
+    den = np.asarray(denominators, dtype=float)
+    keep = den > 0
+    num, den = num[keep], den[keep]
+    n = len(num)
+    if n == 0:
+        return _no_interval(None, 0, method, n_resamples, seed, "no items")
+    est = float(num.sum() / den.sum())
+    if n < 2:
+        return _no_interval(est, n, method, n_resamples, seed, f"fewer than 2 items (n={n})")
+    ratios = num / den
+    if np.all(ratios == ratios[0]):
+        return Interval(est, est, est, n, method, n_resamples, seed, confidence,
+                        reason="all items equal: zero-width interval")
+    sums = bootstrap_sums(np.stack([num, den]), n_resamples, seed)
+    theta_b = sums[0] / sums[1]
+    jack = (num.sum() - num) / (den.sum() - den) if method == "bca" else None
+    if jack is not None and not np.all(np.isfinite(jack)):
+        jack = None
+    lo, hi = _interval_from(est, theta_b, jack, method if jack is not None else "percentile", confidence)
+    return Interval(est, lo, hi, n, method if jack is not None else "percentile", n_resamples, seed, confidence)
+
+
+# -- paired comparison ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """mean(a) - mean(b) over common items: paired bootstrap interval and sign-flip permutation p."""
+
+    diff: float | None
+    lo: float | None
+    hi: float | None
+    p_value: float | None
+    n: int
+    method: str
+    n_resamples: int
+    n_permutations: int
+    seed: int
+    exact: bool = False
+    reason: str | None = None
+
+    @property
+    def ci(self) -> list[float] | None:
+        return None if self.lo is None else [self.lo, self.hi]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"diff": self.diff, "ci95": self.ci, "p_value": self.p_value, "n": self.n, "method": self.method,
+             "n_resamples": self.n_resamples, "n_permutations": self.n_permutations, "seed": self.seed,
+             "permutation": "exact" if self.exact else "monte-carlo"}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    def describe(self, digits: int = 3) -> str:
+        if self.diff is None:
+            return f"n/a ({self.reason})"
+        ci = f" [{self.lo:+.{digits}f}, {self.hi:+.{digits}f}]" if self.lo is not None else ""
+        p = f", p = {self.p_value:.3g}" if self.p_value is not None else ""
+        return f"{self.diff:+.{digits}f}{ci}{p} (n = {self.n})"
+
+
+def sign_flip_pvalues(diffs: np.ndarray, n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = DEFAULT_SEED
+                      ) -> tuple[np.ndarray, bool]:
+    """Two-sided paired permutation p-values of mean(d) = 0 for rows of `diffs` (m, n): each item's
+    sign flipped at random; exact enumeration when 2^n <= n_permutations. Returns (p, exact)."""
+    d = np.atleast_2d(np.asarray(diffs, dtype=float))
+    m, n = d.shape
+    observed = np.abs(d.sum(1))
+    tol = 1e-12 * np.maximum(1.0, np.abs(d).sum(1))  # float ties count as ties
+    exact = n <= 20 and 2 ** n <= n_permutations
+    if exact:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        ge = (np.abs(signs @ d.T) >= observed - tol).sum(0)
+        return ge / 2 ** n, True
+    rng = np.random.default_rng(seed)
+    ge = np.zeros(m)
+    rows = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    for start in range(0, n_permutations, rows):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(rows, n_permutations - start), n))
+        ge += (np.abs(signs @ d.T) >= observed - tol).sum(0)
+    # Monte Carlo p-value that is never 0 (Phipson & Smyth 2010): (1 + #{T* >= T}) / (1 + P)
+    return (1 + ge) / (1 + n_permutations), False
+
+
+def paired_compare(a: Sequence[float], b: Sequence[float], *, method: str = DEFAULT_METHOD,
+                   n_resamples: int = DEFAULT_RESAMPLES, n_permutations: int = DEFAULT_PERMUTATIONS,
+                   seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE) -> Comparison:
+    """a[i] and b[i] are the two results' values on the same item i."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise UserError(f"paired comparison needs values on the same items ({len(x)} vs {len(y)})")
+    keep = np.isfinite(x) & np.isfinite(y)
+    d = x[keep] - y[keep]
+    n = len(d)
+    if n == 0:
+        return Comparison(None, None, None, None, 0, method, n_resamples, n_permutations, seed, reason="no common items")
+    diff = float(d.mean())
+    if n < 2:
+        return Comparison(diff, None, None, None, n, method, n_resamples, n_permutations, seed,
+                          reason=f"fewer than 2 common items (n={n})")
+    ci = bootstrap_mean(d, method=method, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    p, exact = sign_flip_pvalues(d, n_permutations, seed)
+    p_value = 1.0 if np.all(d == 0) else float(min(1.0, p[0]))
+    return Comparison(diff, ci.lo, ci.hi, p_value, n, method, n_resamples, n_permutations, seed, exact)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in input order."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+# -- significance-aware ranking -----------------------------------------------------------------------
+@dataclass
+class RankedEntry:
+    key: str
+    value: float
+    rank: int
+    p_vs_leader: float | None = None  # Holm-adjusted p of the comparison with its tier's leader
+    leader: str | None = None
+    tested: bool = True
+
+
+def significance_ranks(entries: Sequence[tuple[str, float, dict[str, float] | None]], *, higher_is_better: bool = True,
+                       alpha: float = 0.05, seed: int = DEFAULT_SEED, n_permutations: int = DEFAULT_PERMUTATIONS
+                       ) -> list[RankedEntry]:
+    """Tiers of runs: entries are (key, value, {item id: value} or None). The best run leads tier 1;
+    every other unranked run is compared with it (paired sign-flip test on common items), the
+    p-values Holm-corrected over those comparisons; runs not significantly different (adjusted p >=
+    alpha) share its rank. The best of the remaining runs leads the next tier, ranked by how many runs
+    stand above it (competition ranking), and so on. A run without per-item values, or sharing fewer
+    than 2 items with the leader, cannot be tested and is kept in the leader's tier (`tested=False`)."""
+    sign = 1.0 if higher_is_better else -1.0
+    order = sorted(entries, key=lambda e: (-sign * e[1] if math.isfinite(e[1]) else math.inf, e[0]))
+    remaining = [e for e in order if math.isfinite(e[1])]
+    out: list[RankedEntry] = []
+    while remaining:
+        leader, rest = remaining[0], remaining[1:]
+        rank = len(out) + 1
+        out.append(RankedEntry(leader[0], leader[1], rank, None, None))
+        tests, untested = [], []
+        for e in rest:
+            common = sorted(set(leader[2] or {}) & set(e[2] or {}))
+            if len(common) < 2:
+                untested.append(e)
+                continue
+            d = np.array([leader[2][k] - e[2][k] for k in common], dtype=float)
+            p = 1.0 if np.all(d == 0) else float(sign_flip_pvalues(d, n_permutations, seed)[0][0])
+            tests.append((e, p))
+        adjusted = holm([p for _, p in tests]) if tests else []
+        tie, later = [], []
+        for (e, _), p_adj in zip(tests, adjusted):
+            (tie if p_adj >= alpha else later).append((e, p_adj))
+        for e in untested:
+            out.append(RankedEntry(e[0], e[1], rank, None, leader[0], tested=False))
+        for e, p_adj in tie:
+            out.append(RankedEntry(e[0], e[1], rank, p_adj, leader[0]))
+        remaining = [e for e, _ in later]
+    out.extend(RankedEntry(e[0], e[1], 0, None, None, tested=False) for e in order if not math.isfinite(e[1]))
+    for r in out:
+        if r.rank == 0:
+            r.rank = None  # type: ignore[assignment]
+    return out
+
+
+# -- power law with intervals -------------------------------------------------------------------------
+@dataclass
+class PowerLawBand:
+    a_ci: list[float] | None
+    b_ci: list[float] | None
+    grid: list[float] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    n_resamples: int = DEFAULT_RESAMPLES
+    seed: int = DEFAULT_SEED
+    method: str = "residual bootstrap in log space"
+    reason: str | None = None
+
+
+def power_law_intervals(xs: Sequence[float], ys: Sequence[float], y_se: Sequence[float | None] | None = None, *,
+                        n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                        confidence: float = CONFIDENCE, grid: Sequence[float] | None = None) -> PowerLawBand:
+    """Bootstrap intervals for a and b of log S = log a + b log X: refits on log scores rebuilt from
+    the fit plus resampled residuals (scaled by sqrt(n/(n-2))) and, where a point's standard error is
+    known, its own measurement noise. Needs at least 3 points with 2 distinct x."""
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    n = len(x)
+    if n < 3 or len(np.unique(x)) < 2:
+        return PowerLawBand(None, None, n_resamples=n_resamples, seed=seed,
+                            reason=f"{n} point(s): an interval on a 2-parameter fit needs at least 3")
+    lx, ly = np.log(x), np.log(y)
+    design = np.stack([np.ones(n), lx], 1)
+    coef, *_ = np.linalg.lstsq(design, ly, rcond=None)
+    fitted = design @ coef
+    resid = (ly - fitted) * math.sqrt(n / (n - 2))
+    rng = np.random.default_rng(seed)
+    draws = fitted + resid[rng.integers(0, n, (n_resamples, n))]
+    if y_se is not None:
+        rel = np.array([(s or 0.0) / v if v > 0 else 0.0 for s, v in zip(y_se, y)])  # d log y = dy / y
+        draws = draws + rng.standard_normal((n_resamples, n)) * rel
+    pinv = np.linalg.pinv(design)  # (2, n): every resample's fit in one product
+    coefs = draws @ pinv.T  # (B, 2): log a, b
+    alpha = (1 - confidence) / 2
+    la = np.quantile(coefs[:, 0], [alpha, 1 - alpha])
+    bq = np.quantile(coefs[:, 1], [alpha, 1 - alpha])
+    g = np.asarray(grid if grid is not None else np.geomspace(x.min(), x.max(), 48), dtype=float)
+    curves = np.exp(coefs[:, :1] + coefs[:, 1:] * np.log(g)[None, :])
+    lo, hi = np.quantile(curves, [alpha, 1 - alpha], axis=0)
+    return PowerLawBand([float(np.exp(la[0])), float(np.exp(la[1]))], [float(bq[0]), float(bq[1])],
+                        g.tolist(), lo.tolist(), hi.tolist(), n_resamples, seed)
+
+
+# -- early prediction -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurveForm:
+    """A score-vs-step curve family, linear in its parameters after a fixed transform of step."""
+
+    name: str
+    description: str
+    min_points: int
+
+    def design(self, steps: np.ndarray, scale: float) -> np.ndarray:
+        t = np.asarray(steps, dtype=float) / scale
+        if self.name == "linear":
+            return np.stack([np.ones_like(t), t], 1)
+        if self.name == "log":
+            return np.stack([np.ones_like(t), np.log1p(t)], 1)
+        if self.name == "sqrt":
+            return np.stack([np.ones_like(t), np.sqrt(t)], 1)
+        if self.name == "last":
+            return np.ones((len(t), 1))
+        raise UserError(f"unknown curve form {self.name!r}")
+
+
+CURVE_FORMS = {f.name: f for f in (
+    CurveForm("linear", "S = c0 + c1 * step", 2),
+    CurveForm("sqrt", "S = c0 + c1 * sqrt(step)  (a power law in step with exponent 1/2)", 2),
+    CurveForm("log", "S = c0 + c1 * log(1 + step / s)  (s = the first evaluated step after 0)", 2),
+    CurveForm("last", "S = the last evaluated score (no trend; the naive baseline)", 1),
+)}
+# Chosen by the backtest in benchmarks/bench_stats.py (lowest MAE on the demo's curves and on
+# simulated saturating curves; see docs/statistics.md).
+DEFAULT_CURVE_FORM = "sqrt"
+
+
+@dataclass
+class Prediction:
+    step: int
+    estimate: float | None
+    lo: float | None
+    hi: float | None
+    form: str
+    n_points: int
+    n_resamples: int
+    seed: int
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"step": self.step, "estimate": self.estimate, "ci95": None if self.lo is None else [self.lo, self.hi],
+             "form": self.form, "form_description": CURVE_FORMS[self.form].description, "n_points": self.n_points,
+             "n_resamples": self.n_resamples, "seed": self.seed}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+def predict_curve(steps: Sequence[float], values: Sequence[float], at_step: float,
+                  value_se: Sequence[float | None] | None = None, *, form: str = DEFAULT_CURVE_FORM,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE
+                  ) -> Prediction:
+    """Fit `form` to (step, score) by least squares and predict the score at `at_step`; the
+    predictive interval comes from a parametric bootstrap: each evaluation's value redrawn from its
+    own measurement error (its interval's standard error) plus the fit's residual error, refitted."""
+    if form not in CURVE_FORMS:
+        raise UserError(f"unknown curve form {form!r}; choose one of {', '.join(CURVE_FORMS)}")
+    cf = CURVE_FORMS[form]
+    s = np.asarray(steps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(s) & np.isfinite(v)
+    s, v = s[ok], v[ok]
+    se = (np.array([x if x is not None and np.isfinite(x) else 0.0 for x in value_se], dtype=float)[ok]
+          if value_se is not None else np.zeros(len(s)))
+    n = len(s)
+    if n < cf.min_points:
+        return Prediction(int(at_step), None, None, None, form, n, n_resamples, seed,
+                          reason=f"{n} evaluation(s); the {form} form needs at least {cf.min_points}")
+    positive = s[s > 0]
+    scale = float(positive.min()) if len(positive) else 1.0
+    design = cf.design(s, scale)
+    target = cf.design(np.array([at_step]), scale)[0]
+    pinv = np.linalg.pinv(design)
+    coef = pinv @ v
+    estimate = float(target @ coef)
+    k = design.shape[1]
+    resid = v - design @ coef
+    resid_sd = float(np.sqrt(np.sum(resid ** 2) / (n - k))) if n > k else 0.0
+    rng = np.random.default_rng(seed)
+    noise_sd = np.sqrt(se ** 2 + resid_sd ** 2)
+    draws = v[None, :] + rng.standard_normal((n_resamples, n)) * noise_sd[None, :]
+    preds = draws @ pinv.T @ target + rng.standard_normal(n_resamples) * resid_sd  # + the new point's own noise
+    alpha = (1 - confidence) / 2
+    if np.all(noise_sd == 0):
+        return Prediction(int(at_step), estimate, None, None, form, n, n_resamples, seed,
+                          reason="no measurement error known and no residual degrees of freedom")
+    lo, hi = np.quantile(preds, [alpha, 1 - alpha])
+    return Prediction(int(at_step), estimate, float(lo), float(hi), form, n, n_resamples, seed)
+
+
+# -- FID over generated features ----------------------------------------------------------------------
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fid_from_moments(mu_g, sigma_g, mu_r, sigma_r) -> float:
+    """||mu_g - mu_r||^2 + tr(S_g) + tr(S_r) - 2 tr((S_r^1/2 S_g S_r^1/2)^1/2) (the same value as
+    tr sqrt(S_g S_r), computed through a symmetric PSD matrix)."""
+    a = _sqrt_psd(np.asarray(sigma_r, dtype=float))
+    inner = a @ np.asarray(sigma_g, dtype=float) @ a
+    tr_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None))))
+    diff = np.asarray(mu_g, dtype=float) - np.asarray(mu_r, dtype=float)
+    return float(diff @ diff + np.trace(sigma_g) + np.trace(sigma_r) - 2 * tr_sqrt)
+
+
+def fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *, n_resamples: int = 1000,
+                  seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE, exact: bool | None = None) -> Interval:
+    """FID of generated `features` (n, d) against fixed real statistics, with a percentile interval
+    from resampling the generated images. It covers the sampling of the generated images (which
+    prompts and seeds were drawn), not the real side, which is held fixed.
+
+    exact=True recomputes FID on every resample (O(n d^2 + d^3) each); exact=False uses FID's
+    first-order expansion in the resample weights, FID* = FID + mean_i((w_i - 1) * IF_i), with the
+    influence IF_i of image i computed once (O(n d^2 + d^3) in all, then O(n) per resample).
+    Default: exact when n * d^2 * n_resamples is small (tests compare the two)."""
+    g = np.asarray(features, dtype=np.float64)
+    n, d = g.shape
+    if n < 2:
+        return _no_interval(None, n, "percentile", n_resamples, seed, f"fewer than 2 generated images (n={n})")
+    mu_g = g.mean(0)
+    centred = g - mu_g
+    sigma_g = centred.T @ centred / (n - 1)
+    value = fid_from_moments(mu_g, sigma_g, mu_r, sigma_r)
+    if exact is None:
+        exact = n * d * d * n_resamples < 5e9
+    alpha = (1 - confidence) / 2
+    if exact:
+        theta_b = np.empty(n_resamples)
+        k = 0
+        for idx in resample_indices(n, n_resamples, seed):
+            for row in idx:
+                s = g[row]
+                m = s.mean(0)
+                c = s - m
+                theta_b[k] = fid_from_moments(m, c.T @ c / (n - 1), mu_r, sigma_r)
+                k += 1
+        method = "percentile (exact FID per resample)"
+    else:
+        influence = fid_influence(g, mu_r, sigma_r, mu_g=mu_g, sigma_g=sigma_g)
+        theta_b = value + bootstrap_sums(influence, n_resamples, seed)[0] / n - influence.mean()
+        method = "percentile (first-order FID expansion per resample)"
+    lo, hi = np.quantile(theta_b, [alpha, 1 - alpha])
+    return Interval(value, float(lo), float(hi), n, method, n_resamples, seed, confidence)
+
+
+def fid_influence(g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *, mu_g=None, sigma_g=None) -> np.ndarray:
+    """Empirical influence of each generated feature vector on FID (the derivative of FID when
+    image i's weight grows): 2 (mu_g - mu_r).(x_i - mu_g) + (x_i - mu_g)' M (x_i - mu_g) - tr(M S_g),
+    M = I - A (A S_g A)^-1/2 A with A = S_r^1/2, from d tr f(X) = tr(f'(X) dX)."""
+    g = np.asarray(g, dtype=np.float64)
+    n, d = g.shape
+    mu_g = g.mean(0) if mu_g is None else mu_g
+    c = g - mu_g
+    sigma_g = c.T @ c / (n - 1) if sigma_g is None else sigma_g
+    a = _sqrt_psd(np.asarray(sigma_r, dtype=float))
+    inner = a @ sigma_g @ a
+    w, v = np.linalg.eigh((inner + inner.T) / 2)
+    inv_sqrt = np.where(w > 1e-10 * max(w.max(), 1e-300), 1 / np.sqrt(np.clip(w, 1e-300, None)), 0.0)
+    m = np.eye(d) - a @ (v * inv_sqrt) @ v.T @ a
+    m = (m + m.T) / 2
+    quad = np.sum((c @ m) * c, axis=1)
+    return 2 * c @ (mu_g - np.asarray(mu_r, dtype=float)) + quad - np.trace(m @ sigma_g)
+
+
+__all__ = ["CONFIDENCE", "CURVE_FORMS", "Comparison", "DEFAULT_CURVE_FORM", "DEFAULT_METHOD", "DEFAULT_RESAMPLES",
+           "DEFAULT_SEED", "Interval", "METHODS", "PowerLawBand", "Prediction", "RankedEntry", "bootstrap_mean",
+           "bootstrap_means", "bootstrap_ratio", "fid_bootstrap", "fid_from_moments", "fid_influence", "holm",
+           "paired_compare", "power_law_intervals", "predict_curve", "resample_indices", "sign_flip_pvalues",
+           "significance_ranks"]
