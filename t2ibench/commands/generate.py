@@ -32,6 +32,9 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
                    help="image side in pixels (default 256); 'native' = the checkpoint's training resolution")
     g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
     g.add_argument("--eta", type=float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
+    g.add_argument("--images-per-prompt", type=int, default=1, metavar="K",
+                   help="images per prompt (default 1); image j of prompt i gets seed+i+1000000*j; "
+                        "scores are averaged per prompt before the interval over prompts")
     p.add_argument("--gen-batch-size", type=int, default=8, metavar="N", help="images per generation batch (default 8)")
     p.add_argument("--image-cache", type=Path, metavar="DIR", help="where generated images are cached")
 
@@ -49,7 +52,7 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
         except ValueError:
             raise UserError(f"--resolution must be a number of pixels or 'native', got {res!r}") from None
     return Protocol(sampler=args.sampler, steps=args.steps, cfg=args.cfg, resolution=resolution,
-                    base_seed=args.seed, eta=args.eta)
+                    base_seed=args.seed, eta=args.eta, images_per_prompt=args.images_per_prompt)
 
 
 def native_resolution(ckpt: str | None) -> int:

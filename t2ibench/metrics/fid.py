@@ -211,12 +211,18 @@ class FID(Scorer):
         n = sum(len(f) for f in self._features)
         if n < 2:
             raise UserError(f"fid needs at least 2 generated images; got {n}")
-        fake = fid_features_to_statistics(torch.cat(self._features))
+        features = torch.cat(self._features)
+        fake = fid_features_to_statistics(features)
         real, n_real, real_skipped = self.real_statistics()
         value = fid_statistics_to_metric(real, fake, verbose=False)[KEY_METRIC_FID]
+        # The interval resamples the generated images against the fixed real statistics (t2ibench.stats).
+        from t2ibench.stats import fid_bootstrap
+
+        interval = fid_bootstrap(features.double().numpy(), real["mu"], real["sigma"]).to_dict()
         self.reset()  # one score() call is one pass; the scorer can be reused for the next image set
         return MetricResult(metric=self.name, version=self.version, value=float(value), n_items=n,
-                            extra={"n_real": n_real, "n_real_skipped": real_skipped, "resize": self.resize})
+                            extra={"n_real": n_real, "n_real_skipped": real_skipped, "resize": self.resize,
+                                   "interval": interval})
 
     def reset(self) -> None:
         self._features.clear()
