@@ -337,7 +337,8 @@ def significance_ranks(entries: Sequence[tuple[str, float, dict[str, float] | No
     p-values Holm-corrected over those comparisons; runs not significantly different (adjusted p >=
     alpha) share its rank. The best of the remaining runs leads the next tier, ranked by how many runs
     stand above it (competition ranking), and so on. A run without per-item values, or sharing fewer
-    than 2 items with the leader, cannot be tested and is kept in the leader's tier (`tested=False`)."""
+    than 2 items with the leader, cannot be tested: it claims no tie and keeps its point-estimate place
+    below the tier (p_vs_leader None)."""
     sign = 1.0 if higher_is_better else -1.0
     order = sorted(entries, key=lambda e: (-sign * e[1] if math.isfinite(e[1]) else math.inf, e[0]))
     remaining = [e for e in order if math.isfinite(e[1])]
@@ -359,11 +360,11 @@ def significance_ranks(entries: Sequence[tuple[str, float, dict[str, float] | No
         tie, later = [], []
         for (e, _), p_adj in zip(tests, adjusted):
             (tie if p_adj >= alpha else later).append((e, p_adj))
-        for e in untested:
-            out.append(RankedEntry(e[0], e[1], rank, None, leader[0], tested=False))
         for e, p_adj in tie:
             out.append(RankedEntry(e[0], e[1], rank, p_adj, leader[0]))
-        remaining = [e for e, _ in later]
+        # untested runs claim no tie: they stay in point-estimate order below the tier
+        keys = {e[0] for e, _ in later} | {e[0] for e in untested}
+        remaining = [e for e in rest if e[0] in keys]
     out.extend(RankedEntry(e[0], e[1], 0, None, None, tested=False) for e in order if not math.isfinite(e[1]))
     for r in out:
         if r.rank == 0:
