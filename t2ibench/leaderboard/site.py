@@ -93,8 +93,8 @@ _COLUMNS = [  # key, header, type
     ("p_holm", "p vs tier leader (Holm)", "num"), ("n_items", "Items", "num"), ("protocol", "Protocol", "text"),
 ]
 
-RANKING_NOTE = """<details class="ranking-note" id="ranking-procedure"><summary>How ranks and intervals are
-computed</summary><p>Every score is shown with its 95% interval: a seeded bootstrap over prompts (BCa, 2,000
+RANKING_NOTE = """<details class="ranking-note" id="ranking-procedure">
+<summary>How ranks and intervals are computed</summary><p>Every score is shown with its 95% interval: a seeded bootstrap over prompts (BCa, 2,000
 resamples; per-prompt means first when a prompt has several images), or for FID over the generated images'
 features against fixed real statistics. Ranks are significance-aware. The best run leads rank 1; every other
 run is compared with it by a paired sign-flip permutation test on the prompts both scored, and the p-values
