@@ -52,13 +52,17 @@ def _colors(runs: list[str]) -> dict[str, str]:
 def _layout(title: str, xtitle: str, ytitle: str, xlog: bool = False) -> dict:
     return {"title": {"text": _text(title), "font": {"size": 14}}, "xaxis": {"title": {"text": _text(xtitle)},
             "type": "log" if xlog else "linear"}, "yaxis": {"title": {"text": _text(ytitle)}},
-            "hovermode": "closest", "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 420,
-            "legend": {"font": {"size": 11}}}
+            "hovermode": "closest", "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 480,
+            "legend": {"font": {"size": 11}, "orientation": "h", "y": -0.22, "yanchor": "top"}}
 
 
-def _hover(xname: str) -> str:
-    return ("<b>%{fullData.name}</b><br>step %{customdata[2]}<br>" + xname + " %{x:.4g}<br>"
-            "value %{y:.4f}<br>95% interval %{customdata[0]}<br>checkpoint %{customdata[1]}<extra></extra>")
+def _hover(xname: str | None) -> str:
+    return ("<b>%{customdata[3]}</b><br>step %{customdata[2]}<br>" + (f"{xname} %{{x:.4g}}<br>" if xname else "")
+            + "value %{y:.4f}<br>95% interval %{customdata[0]}<br>checkpoint %{customdata[1]}<extra></extra>")
+
+
+def _legend_name(run: str, limit: int = 36) -> str:
+    return _text(run if len(run) <= limit else run[: limit - 1] + "…")
 
 
 def _curve_traces(group: ProtocolGroup, x: str, predictions: dict[str, Any] | None) -> list[dict]:
@@ -71,7 +75,7 @@ def _curve_traces(group: ProtocolGroup, x: str, predictions: dict[str, Any] | No
         if not pts:
             continue
         cis = [row_ci(r) for _, r in pts]
-        name = _text(run)
+        name = _legend_name(run)
         traces.append({
             "type": "scatter", "mode": "lines+markers", "name": name, "legendgroup": name,
             "x": [xv for xv, _ in pts], "y": [float(r.value) for _, r in pts],
@@ -80,8 +84,8 @@ def _curve_traces(group: ProtocolGroup, x: str, predictions: dict[str, Any] | No
                         "array": [(c[1] - float(r.value)) if c else 0 for c, (_, r) in zip(cis, pts)],
                         "arrayminus": [(float(r.value) - c[0]) if c else 0 for c, (_, r) in zip(cis, pts)]},
             "customdata": [[f"[{c[0]:.4f}, {c[1]:.4f}]" if c else "n/a", _text((r.ckpt_hash or "-")[:12]),
-                            r.step if r.step is not None else "-"] for c, (_, r) in zip(cis, pts)],
-            "hovertemplate": _hover("step" if x == "step" else "GFLOPs"),
+                            r.step if r.step is not None else "-", _text(run)] for c, (_, r) in zip(cis, pts)],
+            "hovertemplate": _hover(None if x == "step" else "GFLOPs"),
         })
         pred = (predictions or {}).get(run)
         if x == "step" and pred is not None and pred.prediction.estimate is not None and pts:
