@@ -277,6 +277,8 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         }
         entry = result.to_dict(per_item=False)
         entry.update(uncertainty(result))
+        if getattr(scorer, "last_features", None) is not None:  # distribution metric: keep its features
+            entry["features_file"] = _save_features(out_dir, m, scorer)
         entry.update(manifest=manifest, manifest_hash=manifest_hash(manifest), seconds=round(time.time() - t0, 3))
         results[m] = entry
         where: dict[str, list[str]] = {}
@@ -312,6 +314,20 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         _store_rows(record, names, db)
     dist.barrier()
     return record
+
+
+def _save_features(out_dir: Path, metric: str, scorer) -> str:
+    """The generated images' features and the real statistics, for permutation tests between results."""
+    import numpy as np
+
+    from t2ibench.atomic import atomic_open
+
+    name = f"{metric}-features.npz"
+    mu, sigma = scorer.last_real
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out_dir / name, "wb") as fh:
+        np.savez(fh, features=np.asarray(scorer.last_features, dtype=np.float32), mu_real=mu, sigma_real=sigma)
+    return name
 
 
 def _seed_rule(protocol: Protocol, n_prompts: int) -> dict[str, Any]:

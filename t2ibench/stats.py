@@ -565,14 +565,13 @@ def fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *
     n, d = g.shape
     if n < 2:
         return _no_interval(None, n, "percentile", n_resamples, seed, f"fewer than 2 generated images (n={n})")
-    mu_g = g.mean(0)
-    centred = g - mu_g
-    sigma_g = centred.T @ centred / (n - 1)
-    value = fid_from_moments(mu_g, sigma_g, mu_r, sigma_r)
     if exact is None:
         exact = n * d * d * n_resamples < 5e9
     alpha = (1 - confidence) / 2
     if exact:
+        mu_g = g.mean(0)
+        centred = g - mu_g
+        value = fid_from_moments(mu_g, centred.T @ centred / (n - 1), mu_r, sigma_r)
         theta_b = np.empty(n_resamples)
         k = 0
         for idx in resample_indices(n, n_resamples, seed):
@@ -584,34 +583,73 @@ def fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *
                 k += 1
         method = "percentile (exact FID per resample)"
     else:
-        influence = fid_influence(g, mu_r, sigma_r, mu_g=mu_g, sigma_g=sigma_g)
+        value, influence = fid_influence(g, mu_r, sigma_r)
         theta_b = value + bootstrap_sums(influence, n_resamples, seed)[0] / n - influence.mean()
         method = "percentile (first-order FID expansion per resample)"
     lo, hi = np.quantile(theta_b, [alpha, 1 - alpha])
     return Interval(value, float(lo), float(hi), n, method, n_resamples, seed, confidence)
 
 
-def fid_influence(g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *, mu_g=None, sigma_g=None) -> np.ndarray:
-    """Empirical influence of each generated feature vector on FID (the derivative of FID when
-    image i's weight grows): 2 (mu_g - mu_r).(x_i - mu_g) + (x_i - mu_g)' M (x_i - mu_g) - tr(M S_g),
-    M = I - A (A S_g A)^-1/2 A with A = S_r^1/2, from d tr f(X) = tr(f'(X) dX)."""
+def fid_influence(g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) -> tuple[float, np.ndarray]:
+    """(FID, influence of each generated feature vector on it): the derivative of FID when image i's
+    weight grows, 2 (mu_g - mu_r).(x_i - mu_g) + (x_i - mu_g)' M (x_i - mu_g) - tr(M S_g), with
+    M = I - A (A S_g A)^-1/2 A and A = S_r^1/2, from d tr f(X) = tr(f'(X) dX). One eigen-decomposition
+    of A S_g A serves both the value and the influence."""
     g = np.asarray(g, dtype=np.float64)
     n, d = g.shape
-    mu_g = g.mean(0) if mu_g is None else mu_g
+    mu_g = g.mean(0)
     c = g - mu_g
-    sigma_g = c.T @ c / (n - 1) if sigma_g is None else sigma_g
-    a = _sqrt_psd(np.asarray(sigma_r, dtype=float))
+    sigma_g = c.T @ c / (n - 1)
+    sigma_r = np.asarray(sigma_r, dtype=float)
+    a = _sqrt_psd(sigma_r)
     inner = a @ sigma_g @ a
     w, v = np.linalg.eigh((inner + inner.T) / 2)
-    inv_sqrt = np.where(w > 1e-10 * max(w.max(), 1e-300), 1 / np.sqrt(np.clip(w, 1e-300, None)), 0.0)
+    w = np.clip(w, 0, None)
+    shift = mu_g - np.asarray(mu_r, dtype=float)
+    value = float(shift @ shift + np.trace(sigma_g) + np.trace(sigma_r) - 2 * np.sum(np.sqrt(w)))
+    inv_sqrt = np.where(w > 1e-10 * max(w.max(), 1e-300), 1 / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
     m = np.eye(d) - a @ (v * inv_sqrt) @ v.T @ a
     m = (m + m.T) / 2
     quad = np.sum((c @ m) * c, axis=1)
-    return 2 * c @ (mu_g - np.asarray(mu_r, dtype=float)) + quad - np.trace(m @ sigma_g)
+    return value, 2 * c @ shift + quad - np.trace(m @ sigma_g)
+
+
+def fid_permutation_test(features_a: np.ndarray, features_b: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *,
+                         n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = DEFAULT_SEED) -> Comparison:
+    """FID(A) - FID(B) against the same real statistics, with a two-sided permutation p-value: the
+    generated images of A and B are pooled and relabelled at random. Each relabelling's statistic is
+    FID's first-order expansion around the pooled set, mean_A*(IF) - mean_B*(IF), with IF each image's
+    influence on the pooled FID; the observed statistic is computed the same way (so both sides share
+    any small-sample bias), the reported diff is the exact FID difference."""
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return Comparison(None, None, None, None, min(na, nb), "permutation", 0, n_permutations, seed,
+                          reason=f"fewer than 2 generated images (A {na}, B {nb})")
+    fa, fb = fid_influence(a, mu_r, sigma_r)[0], fid_influence(b, mu_r, sigma_r)[0]
+    pooled = np.concatenate([a, b])
+    influence = fid_influence(pooled, mu_r, sigma_r)[1]
+    influence = influence - influence.mean()
+    labels = np.r_[np.ones(na), np.zeros(nb)]
+    observed = abs(influence[:na].mean() - influence[na:].mean())
+    rng = np.random.default_rng(seed)
+    ge = 0
+    rows = max(1, _CHUNK_ELEMENTS // (na + nb))
+    for start in range(0, n_permutations, rows):
+        k = min(rows, n_permutations - start)
+        perm = np.argsort(rng.random((k, na + nb)), axis=1)
+        is_a = labels[perm]  # (k, n): 1 where the permuted position belongs to A
+        stat = np.abs((is_a @ influence) / na - ((1 - is_a) @ influence) / nb)
+        ge += int(np.sum(stat >= observed - 1e-12 * max(1.0, observed)))
+    p = (1 + ge) / (1 + n_permutations)
+    return Comparison(float(fa - fb), None, None, float(min(1.0, p)), min(na, nb), "permutation (first-order FID)",
+                      0, n_permutations, seed)
 
 
 __all__ = ["CONFIDENCE", "CURVE_FORMS", "Comparison", "DEFAULT_CURVE_FORM", "DEFAULT_METHOD", "DEFAULT_RESAMPLES",
            "DEFAULT_SEED", "Interval", "METHODS", "PowerLawBand", "Prediction", "RankedEntry", "bootstrap_mean",
-           "bootstrap_means", "bootstrap_ratio", "fid_bootstrap", "fid_from_moments", "fid_influence", "holm",
+           "bootstrap_means", "bootstrap_ratio", "fid_bootstrap", "fid_from_moments", "fid_influence",
+           "fid_permutation_test", "holm",
            "paired_compare", "power_law_intervals", "predict_curve", "resample_indices", "sign_flip_pvalues",
            "significance_ranks"]

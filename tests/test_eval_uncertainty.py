@@ -103,3 +103,23 @@ def test_compare_refuses_what_cannot_be_compared(setup, capsys):
     assert code == 2 and "no prompt in common" in err and len(err.strip().splitlines()) == 1
     assert main(["compare", "nope", "a", "--db", str(db)]) == 2
     assert "neither a results.json nor a run" in capsys.readouterr().err
+
+
+def test_compare_fid_by_permutation_over_generated_features(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = 8
+    for name, shift in (("x", 0.0), ("y", 0.6), ("z", 0.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        np.savez(folder / "fid-features.npz", features=rng.standard_normal((80, d)) + shift, mu_real=np.zeros(d),
+                 sigma_real=np.eye(d))
+        (folder / RESULTS_FILE).write_text(json.dumps({"run": name, "metrics": {"fid": {
+            "value": 1.0, "version": "fid/v", "manifest_hash": "m", "features_file": "fid-features.npz"}},
+            "per_item": {}}))
+    assert main(["compare", str(tmp_path / "y"), str(tmp_path / "x"), "--format", "json"]) == 0
+    far = json.loads(capsys.readouterr().out)["fid"]
+    assert far["diff"] > 0 and far["p_value"] < 0.01 and far["method"].startswith("permutation")
+    assert main(["compare", str(tmp_path / "z"), str(tmp_path / "x"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fid"]["p_value"] > 0.05

@@ -28,6 +28,7 @@ class MetricSide:
     version: str
     item_values: dict[str, float] = field(default_factory=dict)
     ci95: list[float] | None = None
+    features: Path | None = None  # distribution metrics: the generated features (+ real statistics), .npz
 
 
 @dataclass
@@ -55,7 +56,9 @@ def _from_results_file(path: Path) -> Side:
         raise UserError(f"{path} is not a t2ibench results.json") from None
     per_item = data.get("per_item") or {}
     out = {m: MetricSide(float(r["value"]), r.get("manifest_hash"), r.get("version", ""),
-                         _prompt_means(per_item.get(m) or []), r.get("ci95")) for m, r in metrics.items()}
+                         _prompt_means(per_item.get(m) or []), r.get("ci95"),
+                         path.parent / r["features_file"] if r.get("features_file") else None)
+           for m, r in metrics.items()}
     label = f"{data.get('run') or path.parent.name}" + (f"@{data['step']}" if data.get("step") is not None else "")
     return Side(label, out)
 
@@ -113,6 +116,9 @@ def compare_sides(a: Side, b: Side, metric: str | None = None, **options: Any) -
             raise UserError(f"{m}: {a.label} and {b.label} were scored under different protocols or prompt sets "
                             f"(manifest {str(x.manifest_hash)[:12]} vs {str(y.manifest_hash)[:12]}); "
                             "they cannot be compared")
+        if x.features is not None and y.features is not None:  # distribution metric (FID)
+            out[m] = _feature_permutation(x.features, y.features, options)
+            continue
         if not x.item_values or not y.item_values:
             raise UserError(f"{m}: a paired comparison needs per-prompt values, which "
                             f"{a.label if not x.item_values else b.label} does not record")
@@ -121,3 +127,17 @@ def compare_sides(a: Side, b: Side, metric: str | None = None, **options: Any) -
             raise UserError(f"{m}: {a.label} and {b.label} have no prompt in common")
         out[m] = paired_compare([x.item_values[k] for k in ids], [y.item_values[k] for k in ids], **options)
     return out
+
+
+def _feature_permutation(a: Path, b: Path, options: dict[str, Any]) -> Comparison:
+    import numpy as np
+
+    from t2ibench.stats import fid_permutation_test
+
+    try:
+        with np.load(a) as za, np.load(b) as zb:
+            fa, fb, mu, sigma = za["features"], zb["features"], za["mu_real"], za["sigma_real"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise UserError(f"cannot read the generated features ({exc})") from None
+    return fid_permutation_test(fa, fb, mu, sigma, n_permutations=options.get("n_permutations", 10000),
+                                seed=options.get("seed", 0))

@@ -219,6 +219,8 @@ class FID(Scorer):
         from t2ibench.stats import fid_bootstrap
 
         interval = fid_bootstrap(features.double().numpy(), real["mu"], real["sigma"]).to_dict()
+        # kept for `t2ibench compare` (a permutation test over two runs' generated features)
+        self.last_features, self.last_real = features.numpy(), (real["mu"], real["sigma"])
         self.reset()  # one score() call is one pass; the scorer can be reused for the next image set
         return MetricResult(metric=self.name, version=self.version, value=float(value), n_items=n,
                             extra={"n_real": n_real, "n_real_skipped": real_skipped, "resize": self.resize,
