@@ -157,34 +157,41 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds), for the test")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
+    ap.add_argument("--only", choices=("intervals", "fid", "backtest"), action="append",
+                    help="run only these parts (repeatable; default: all)")
     args = ap.parse_args(argv)
-    if args.quick:
-        res = {"intervals": bench_intervals(500, 200), "fid": bench_fid(300, 32, 200, 2)}
-        groups = simulated_curves(10, 4)
-    else:
-        res = {"intervals": bench_intervals(10_000, 2_000), "fid": bench_fid(10_000, 2_048, 1_000, 1)}
-        groups = simulated_curves(250, 6)
-    forms = list(stats.CURVE_FORMS)
-    res["backtest_simulated"] = backtest(groups, forms, stats_se := DEMO_SE)
-    demo_groups = [[(np.array(v), np.array(v)) for k, v in DEMO_CURVES.items() if k.startswith(s)]
-                   for s in ("seed0", "seed1")]
-    res["backtest_demo"] = backtest(demo_groups, forms, stats_se)
-    res["backtest_demo_all4"] = backtest([[(np.array(v), np.array(v)) for v in DEMO_CURVES.values()]], forms, stats_se)
-    res["chosen_form"] = stats.DEFAULT_CURVE_FORM
-    iv, fid = res["intervals"], res["fid"]
-    print(f"intervals, {iv['n']} prompts x {iv['resamples']} resamples (BCa): ours {iv['ours_s']:.3f} s, "
-          f"naive loop {iv['naive_loop_s']:.3f} s ({iv['speedup_vs_naive']:.1f}x), scipy.stats.bootstrap "
-          f"{iv['scipy_s']:.3f} s ({iv['speedup_vs_scipy']:.1f}x); equal to scipy: {iv['equals_scipy']}")
-    print(f"FID bootstrap, {fid['n']} x {fid['d']} features, {fid['resamples']} resamples: ours {fid['ours_s']:.1f} s; "
-          f"naive exact {fid['naive_s_per_resample']:.1f} s per resample = {fid['naive_s_for_same_resamples']:.0f} s "
-          f"for the same resamples ({fid['speedup_vs_naive']:.0f}x)")
-    for name in ("backtest_simulated", "backtest_demo", "backtest_demo_all4"):
+    parts = set(args.only or ("intervals", "fid", "backtest"))
+    res: dict = {}
+    if "intervals" in parts:
+        iv = res["intervals"] = bench_intervals(500, 200) if args.quick else bench_intervals(10_000, 2_000)
+        print(f"intervals, {iv['n']} prompts x {iv['resamples']} resamples (BCa): ours {iv['ours_s']:.3f} s, "
+              f"naive loop {iv['naive_loop_s']:.3f} s ({iv['speedup_vs_naive']:.1f}x), scipy.stats.bootstrap "
+              f"{iv['scipy_s']:.3f} s ({iv['speedup_vs_scipy']:.1f}x); equal to scipy: {iv['equals_scipy']}",
+              flush=True)
+    if "fid" in parts:
+        fid = res["fid"] = bench_fid(300, 32, 200, 2) if args.quick else bench_fid(10_000, 2_048, 1_000, 1)
+        print(f"FID bootstrap, {fid['n']} x {fid['d']} features, {fid['resamples']} resamples: ours "
+              f"{fid['ours_s']:.1f} s; naive exact {fid['naive_s_per_resample']:.1f} s per resample = "
+              f"{fid['naive_s_for_same_resamples']:.0f} s for the same resamples ({fid['speedup_vs_naive']:.0f}x)",
+              flush=True)
+    if "backtest" in parts:
+        groups = simulated_curves(10, 4) if args.quick else simulated_curves(250, 6)
+        forms = list(stats.CURVE_FORMS)
+        res["backtest_simulated"] = backtest(groups, forms, DEMO_SE)
+        demo_groups = [[(np.array(v), np.array(v)) for k, v in DEMO_CURVES.items() if k.startswith(s)]
+                       for s in ("seed0", "seed1")]
+        res["backtest_demo"] = backtest(demo_groups, forms, DEMO_SE)
+        res["backtest_demo_all4"] = backtest([[(np.array(v), np.array(v)) for v in DEMO_CURVES.values()]], forms,
+                                             DEMO_SE)
+        res["chosen_form"] = stats.DEFAULT_CURVE_FORM
+    for name in [k for k in ("backtest_simulated", "backtest_demo", "backtest_demo_all4") if k in res]:
         print(f"{name}: predict step 1200 from steps <= 600")
         print("  form     MAE     coverage  Kendall tau  curves")
         for form, r in res[name].items():
             tau = f"{r['kendall_tau']:.3f}" if r["kendall_tau"] is not None else "n/a"
             print(f"  {form:7s}  {r['mae']:.4f}  {r['coverage']:.3f}     {tau:>6s}       {r['n_curves']}")
-    print(f"default form (t2ibench.stats.DEFAULT_CURVE_FORM): {res['chosen_form']}")
+    if "chosen_form" in res:
+        print(f"default form (t2ibench.stats.DEFAULT_CURVE_FORM): {res['chosen_form']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     return 0
