@@ -535,7 +535,8 @@ def _extrapolation_sd(cf: CurveForm, steps: np.ndarray, values: np.ndarray, scal
     err = float(v[-1] - cf.design(s[-1:], scale)[0] @ coef)
     g = cf.design(np.array([s[-2], s[-1], at_step]), scale)[:, -1]  # the step transform (last column)
     reach = (g[2] - g[1]) / (g[1] - g[0]) if g[1] > g[0] else 1.0
-    return abs(err) * max(1.0, float(reach))
+    # one error e ~ N(0, sd^2) has E|e| = sd sqrt(2/pi): sd is estimated as |e| sqrt(pi/2)
+    return abs(err) * math.sqrt(math.pi / 2) * max(1.0, float(reach))
 
 
 # -- FID over generated features ----------------------------------------------------------------------
