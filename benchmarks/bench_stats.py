@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from t2ibench import stats  # noqa: E402
+from t2ibench import stats
 
 # The demo's curves as recorded in README.md (t2ibench demo, default settings, seeds 0 and 1):
 # TIFA at steps 0 / 300 / 600 / 900 / 1200.

@@ -651,9 +651,31 @@ def fid_permutation_test(features_a: np.ndarray, features_b: np.ndarray, mu_r: n
                       0, n_permutations, seed)
 
 
-__all__ = ["CONFIDENCE", "CURVE_FORMS", "Comparison", "DEFAULT_CURVE_FORM", "DEFAULT_METHOD", "DEFAULT_RESAMPLES",
-           "DEFAULT_SEED", "Interval", "METHODS", "PowerLawBand", "Prediction", "RankedEntry", "bootstrap_mean",
-           "bootstrap_means", "bootstrap_ratio", "fid_bootstrap", "fid_from_moments", "fid_influence",
-           "fid_permutation_test", "holm",
-           "paired_compare", "power_law_intervals", "predict_curve", "resample_indices", "sign_flip_pvalues",
-           "significance_ranks"]
+__all__ = [
+    "CONFIDENCE",
+    "CURVE_FORMS",
+    "DEFAULT_CURVE_FORM",
+    "DEFAULT_METHOD",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_SEED",
+    "METHODS",
+    "Comparison",
+    "Interval",
+    "PowerLawBand",
+    "Prediction",
+    "RankedEntry",
+    "bootstrap_mean",
+    "bootstrap_means",
+    "bootstrap_ratio",
+    "fid_bootstrap",
+    "fid_from_moments",
+    "fid_influence",
+    "fid_permutation_test",
+    "holm",
+    "paired_compare",
+    "power_law_intervals",
+    "predict_curve",
+    "resample_indices",
+    "sign_flip_pvalues",
+    "significance_ranks",
+]

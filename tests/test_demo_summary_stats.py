@@ -10,7 +10,14 @@ import pytest
 from rich.console import Console
 
 from t2ibench.demo.runner import (
-    MICRO_VARIANTS, Demo, DemoReport, DemoSettings, StepScore, VariantReport, _last_step_difference, summary_table,
+    MICRO_VARIANTS,
+    Demo,
+    DemoReport,
+    DemoSettings,
+    StepScore,
+    VariantReport,
+    _last_step_difference,
+    summary_table,
 )
 from t2ibench.stats import bootstrap_mean, paired_compare
 

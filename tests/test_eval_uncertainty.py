@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_t2i import tiny_model, write_question_file  # noqa: E402
+from tiny_t2i import tiny_model, write_question_file
 
-from t2ibench import stats  # noqa: E402
-from t2ibench.cli import main  # noqa: E402
-from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate  # noqa: E402
-from t2ibench.generate import image_seed  # noqa: E402
-from t2ibench.store import ResultsStore  # noqa: E402
+from t2ibench import stats
+from t2ibench.cli import main
+from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate
+from t2ibench.generate import image_seed
+from t2ibench.store import ResultsStore
 
 P = Protocol(steps=2, resolution=16)
 CAPTIONS = {f"shapes_{i}": f"a red circle and {i + 1} blue squares" for i in range(6)}
@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
 
 
 def test_results_carry_seeded_intervals(setup):
-    d, db, runs, _ = setup
+    d, db, _, _ = setup
     on_disk = json.loads((d / "a" / RESULTS_FILE).read_text())
     tifa = on_disk["metrics"]["tifa"]
     values = [it["value"] for it in on_disk["per_item"]["tifa"]]
@@ -58,7 +58,7 @@ def test_results_carry_seeded_intervals(setup):
 
 
 def test_k_images_per_prompt_are_seeded_and_averaged_per_prompt(setup):
-    d, _, _, k2 = setup
+    _, _, _, k2 = setup
     tifa = k2["metrics"]["tifa"]
     assert tifa["manifest"]["protocol"]["images_per_prompt"] == 2
     assert tifa["manifest"]["seeds"]["images_per_prompt"] == 2

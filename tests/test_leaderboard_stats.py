@@ -7,7 +7,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from t2ibench.cli import main
 from t2ibench.leaderboard.site import build_site

@@ -151,7 +151,10 @@ def test_predict_curve_recovers_a_sqrt_curve():
 
 def test_fid_matches_torch_fidelity_and_first_order_bootstrap_matches_exact():
     import torch
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_fid import (
+        fid_features_to_statistics,
+        fid_statistics_to_metric,
+    )
 
     rng = np.random.default_rng(0)
     real = rng.standard_normal((400, 12))

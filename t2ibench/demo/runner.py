@@ -421,7 +421,7 @@ def summary_table(report: DemoReport):
         for v in report.variants:
             hit = [s for s in v.scores if s.step == step]
             ci = hit[0].ci95 if hit else None
-            cells.append(("-" if not hit else f"{hit[0].tifa:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")))
+            cells.append("-" if not hit else f"{hit[0].tifa:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         table.add_row(str(step), *cells)
     table.add_row("train time", *[f"{v.train_wall_s:.0f}s" for v in report.variants])
     d = report.last_step_difference

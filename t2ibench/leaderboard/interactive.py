@@ -13,7 +13,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from t2ibench.leaderboard.analysis import X_AXES, ProtocolGroup, ScalingFit, row_ci, runs_by_key, x_value
+from t2ibench.leaderboard.analysis import (
+    X_AXES,
+    ProtocolGroup,
+    ScalingFit,
+    row_ci,
+    runs_by_key,
+    x_value,
+)
 
 PLOTLY_JS = "plotly.min.js"
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -43,6 +50,10 @@ def copy_plotly_js(assets_dir: Path) -> Path | None:
 
 def _text(s: Any) -> str:
     return escape(str(s), quote=False)
+
+
+def _ci_text(ci: list[float] | None) -> str:
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "n/a"
 
 
 def _colors(runs: list[str]) -> dict[str, str]:
@@ -133,8 +144,8 @@ def fit_chart(fit: ScalingFit) -> dict | None:
         "error_y": {"type": "data", "symmetric": False,
                     "array": [(row_ci(r)[1] - y) if row_ci(r) else 0 for _, y, r in fit.points],
                     "arrayminus": [(y - row_ci(r)[0]) if row_ci(r) else 0 for _, y, r in fit.points]},
-        "customdata": [[_text(r.run), r.step if r.step is not None else "-",
-                        (lambda c: f"[{c[0]:.4f}, {c[1]:.4f}]" if c else "n/a")(row_ci(r))] for _, _, r in fit.points],
+        "customdata": [[_text(r.run), r.step if r.step is not None else "-", _ci_text(row_ci(r))]
+                       for _, _, r in fit.points],
         "hovertemplate": "<b>%{customdata[0]}</b><br>step %{customdata[1]}<br>x %{x:.4g}<br>value %{y:.4f}<br>"
                          "95% interval %{customdata[2]}<extra></extra>"}]
     data.append({"type": "scatter", "mode": "lines+markers", "name": "Pareto frontier",
