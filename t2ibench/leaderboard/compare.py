@@ -112,7 +112,11 @@ def compare_sides(a: Side, b: Side, metric: str | None = None, **options: Any) -
     out: dict[str, Comparison] = {}
     for m in common:
         x, y = a.metrics[m], b.metrics[m]
-        if x.version != y.version or not x.manifest_hash or x.manifest_hash != y.manifest_hash:
+        unknown = [s.label for s, ms in ((a, x), (b, y)) if not ms.manifest_hash]
+        if unknown:
+            raise UserError(f"{m}: {unknown[0]} records no protocol manifest (e.g. an `eval --images` result), "
+                            "so nothing says it is comparable")
+        if x.version != y.version or x.manifest_hash != y.manifest_hash:
             raise UserError(f"{m}: {a.label} and {b.label} were scored under different protocols or prompt sets "
                             f"(manifest {str(x.manifest_hash)[:12]} vs {str(y.manifest_hash)[:12]}); "
                             "they cannot be compared")
