@@ -400,8 +400,11 @@ def _last_step_difference(demo: Demo, report: DemoReport) -> dict[str, Any] | No
     from t2ibench.leaderboard.compare import compare_sides, load_side
 
     step = common[-1]
-    a, b = (load_side(str(demo.eval_dir(MICRO_VARIANTS[v.name], step) / "results.json")) for v in (last, first))
-    c = compare_sides(a, b, METRIC)[METRIC]
+    try:
+        a, b = (load_side(str(demo.eval_dir(MICRO_VARIANTS[v.name], step) / "results.json")) for v in (last, first))
+        c = compare_sides(a, b, METRIC)[METRIC]
+    except UserError as exc:  # a summary line must never cost the study its results
+        return {"a": last.name, "b": first.name, "step": step, "diff": None, "reason": str(exc)}
     return {"a": last.name, "b": first.name, "step": step, **c.to_dict()}
 
 
