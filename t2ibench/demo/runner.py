@@ -437,6 +437,11 @@ def summary_table(report: DemoReport):
         return Group(table, Text(f"[brackets]: 95% bootstrap intervals over the {d['n']} held-out prompts. At step "
                                  f"{d['step']}, {d['a']} - {d['b']} = {d['diff']:+.3f}{ci}{p} (paired bootstrap "
                                  "interval, sign-flip permutation p-value)."))
+    if d and d.get("reason"):
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(table, Text(f"No paired comparison at step {d['step']}: {d['reason']}"))
     return table
 
 
