@@ -1,7 +1,7 @@
 """Early prediction of a run's score at a later step from its evaluations so far (`t2ibench
 leaderboard predict`), and of the final ranking of several runs (`--rank`).
 
-The functional form and the predictive interval are t2ibench.stats.predict_curve's (form chosen by
+The functional form and the predictive interval are t2ibench.stats.curves.predict_curve's (form chosen by
 the backtest in benchmarks/bench_stats.py; see docs/statistics.md).
 """
 

@@ -1,6 +1,7 @@
 """Uncertainty for every number t2ibench reports: bootstrap intervals over prompts, paired comparisons,
-Holm-corrected ranking, power-law fits with intervals, early prediction of final scores, and the FID
-bootstrap over generated features. numpy and scipy only; low in the layers (imports only `errors`).
+Holm-corrected ranking (here), power-law fits with intervals and early prediction of final scores
+(`curves`), and the FID bootstrap over generated features (`fid`). numpy and scipy only; low in the
+layers (imports only `errors`).
 
 Conventions (documented in docs/statistics.md):
 * Resampling is seeded (`seed`, default 0) and every interval records its method and resample count,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -375,284 +376,22 @@ def significance_ranks(entries: Sequence[tuple[str, float, dict[str, float] | No
     return out
 
 
-# -- power law with intervals -------------------------------------------------------------------------
-@dataclass
-class PowerLawBand:
-    a_ci: list[float] | None
-    b_ci: list[float] | None
-    grid: list[float] = field(default_factory=list)
-    lower: list[float] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    n_resamples: int = DEFAULT_RESAMPLES
-    seed: int = DEFAULT_SEED
-    method: str = "residual bootstrap in log space"
-    reason: str | None = None
-
-
-def power_law_intervals(xs: Sequence[float], ys: Sequence[float], y_se: Sequence[float | None] | None = None, *,
-                        n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-                        confidence: float = CONFIDENCE, grid: Sequence[float] | None = None) -> PowerLawBand:
-    """Bootstrap intervals for a and b of log S = log a + b log X: refits on log scores rebuilt from
-    the fit plus resampled residuals (scaled by sqrt(n/(n-2))) and, where a point's standard error is
-    known, its own measurement noise. Needs at least 3 points with 2 distinct x."""
-    x = np.asarray(xs, dtype=float)
-    y = np.asarray(ys, dtype=float)
-    n = len(x)
-    if n < 3 or len(np.unique(x)) < 2:
-        return PowerLawBand(None, None, n_resamples=n_resamples, seed=seed,
-                            reason=f"{n} point(s): an interval on a 2-parameter fit needs at least 3")
-    lx, ly = np.log(x), np.log(y)
-    design = np.stack([np.ones(n), lx], 1)
-    coef, *_ = np.linalg.lstsq(design, ly, rcond=None)
-    fitted = design @ coef
-    resid = (ly - fitted) * math.sqrt(n / (n - 2))
-    rng = np.random.default_rng(seed)
-    draws = fitted + resid[rng.integers(0, n, (n_resamples, n))]
-    if y_se is not None:
-        rel = np.array([(s or 0.0) / v if v > 0 else 0.0 for s, v in zip(y_se, y)])  # d log y = dy / y
-        draws = draws + rng.standard_normal((n_resamples, n)) * rel
-    pinv = np.linalg.pinv(design)  # (2, n): every resample's fit in one product
-    coefs = draws @ pinv.T  # (B, 2): log a, b
-    alpha = (1 - confidence) / 2
-    la = np.quantile(coefs[:, 0], [alpha, 1 - alpha])
-    bq = np.quantile(coefs[:, 1], [alpha, 1 - alpha])
-    g = np.asarray(grid if grid is not None else np.geomspace(x.min(), x.max(), 48), dtype=float)
-    curves = np.exp(coefs[:, :1] + coefs[:, 1:] * np.log(g)[None, :])
-    lo, hi = np.quantile(curves, [alpha, 1 - alpha], axis=0)
-    return PowerLawBand([float(np.exp(la[0])), float(np.exp(la[1]))], [float(bq[0]), float(bq[1])],
-                        g.tolist(), lo.tolist(), hi.tolist(), n_resamples, seed)
-
-
-# -- early prediction -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CurveForm:
-    """A score-vs-step curve family, linear in its parameters after a fixed transform of step."""
-
-    name: str
-    description: str
-    min_points: int
-
-    def design(self, steps: np.ndarray, scale: float) -> np.ndarray:
-        t = np.asarray(steps, dtype=float) / scale
-        if self.name == "linear":
-            return np.stack([np.ones_like(t), t], 1)
-        if self.name == "log":
-            return np.stack([np.ones_like(t), np.log1p(t)], 1)
-        if self.name == "sqrt":
-            return np.stack([np.ones_like(t), np.sqrt(t)], 1)
-        if self.name == "last":
-            return np.ones((len(t), 1))
-        raise UserError(f"unknown curve form {self.name!r}")
-
-
-CURVE_FORMS = {f.name: f for f in (
-    CurveForm("linear", "S = c0 + c1 * step", 2),
-    CurveForm("sqrt", "S = c0 + c1 * sqrt(step)  (a power law in step with exponent 1/2)", 2),
-    CurveForm("log", "S = c0 + c1 * log(1 + step / s)  (s = the first evaluated step after 0)", 2),
-    CurveForm("last", "S = the last evaluated score (no trend; the naive baseline)", 1),
-)}
-# Chosen by the backtest in benchmarks/bench_stats.py (lowest MAE on the demo's curves and on
-# simulated saturating curves; see docs/statistics.md).
-DEFAULT_CURVE_FORM = "sqrt"
-
-
-@dataclass
-class Prediction:
-    step: int
-    estimate: float | None
-    lo: float | None
-    hi: float | None
-    form: str
-    n_points: int
-    n_resamples: int
-    seed: int
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"step": self.step, "estimate": self.estimate, "ci95": None if self.lo is None else [self.lo, self.hi],
-             "form": self.form, "form_description": CURVE_FORMS[self.form].description, "n_points": self.n_points,
-             "n_resamples": self.n_resamples, "seed": self.seed}
-        if self.reason:
-            d["reason"] = self.reason
-        return d
-
-
-def predict_curve(steps: Sequence[float], values: Sequence[float], at_step: float,
-                  value_se: Sequence[float | None] | None = None, *, form: str = DEFAULT_CURVE_FORM,
-                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE
-                  ) -> Prediction:
-    """Fit `form` to (step, score) by least squares and predict the score at `at_step`; the
-    predictive interval comes from a parametric bootstrap: each evaluation's value redrawn from its
-    own measurement error (its interval's standard error) plus the fit's residual error, refitted."""
-    if form not in CURVE_FORMS:
-        raise UserError(f"unknown curve form {form!r}; choose one of {', '.join(CURVE_FORMS)}")
-    cf = CURVE_FORMS[form]
-    s = np.asarray(steps, dtype=float)
-    v = np.asarray(values, dtype=float)
-    ok = np.isfinite(s) & np.isfinite(v)
-    s, v = s[ok], v[ok]
-    se = (np.array([x if x is not None and np.isfinite(x) else 0.0 for x in value_se], dtype=float)[ok]
-          if value_se is not None else np.zeros(len(s)))
-    n = len(s)
-    if n < cf.min_points:
-        return Prediction(int(at_step), None, None, None, form, n, n_resamples, seed,
-                          reason=f"{n} evaluation(s); the {form} form needs at least {cf.min_points}")
-    positive = s[s > 0]
-    scale = float(positive.min()) if len(positive) else 1.0
-    design = cf.design(s, scale)
-    target = cf.design(np.array([at_step]), scale)[0]
-    pinv = np.linalg.pinv(design)
-    coef = pinv @ v
-    estimate = float(target @ coef)
-    k = design.shape[1]
-    resid = v - design @ coef
-    resid_sd = float(np.sqrt(np.sum(resid ** 2) / (n - k))) if n > k else 0.0
-    rng = np.random.default_rng(seed)
-    noise_sd = np.sqrt(se ** 2 + resid_sd ** 2)
-    draws = v[None, :] + rng.standard_normal((n_resamples, n)) * noise_sd[None, :]
-    form_sd = _extrapolation_sd(cf, s, v, scale, at_step)
-    preds = (draws @ pinv.T @ target + rng.standard_normal(n_resamples) * resid_sd  # + the new point's own noise
-             + rng.standard_normal(n_resamples) * form_sd)  # + how wrong the form was when it extrapolated
-    alpha = (1 - confidence) / 2
-    if np.all(noise_sd == 0):
-        return Prediction(int(at_step), estimate, None, None, form, n, n_resamples, seed,
-                          reason="no measurement error known and no residual degrees of freedom")
-    lo, hi = np.quantile(preds, [alpha, 1 - alpha])
-    return Prediction(int(at_step), estimate, float(lo), float(hi), form, n, n_resamples, seed)
-
-
-def _extrapolation_sd(cf: CurveForm, steps: np.ndarray, values: np.ndarray, scale: float, at_step: float) -> float:
-    """The form's own extrapolation error on this curve: fit all but the last evaluation, predict the
-    last, and scale that error by how much further (in the form's transformed step) the target lies.
-    Measurement noise alone ignores that the curve may not follow the form; this term is what brings
-    the predictive interval's coverage near its nominal level in the backtest (docs/statistics.md)."""
-    n = len(steps)
-    if n < cf.min_points + 1 or cf.name == "last":
-        return 0.0
-    order = np.argsort(steps)
-    s, v = steps[order], values[order]
-    coef = np.linalg.pinv(cf.design(s[:-1], scale)) @ v[:-1]
-    err = float(v[-1] - cf.design(s[-1:], scale)[0] @ coef)
-    g = cf.design(np.array([s[-2], s[-1], at_step]), scale)[:, -1]  # the step transform (last column)
-    reach = (g[2] - g[1]) / (g[1] - g[0]) if g[1] > g[0] else 1.0
-    # one error e ~ N(0, sd^2) has E|e| = sd sqrt(2/pi): sd is estimated as |e| sqrt(pi/2)
-    return abs(err) * math.sqrt(math.pi / 2) * max(1.0, float(reach))
-
-
-# -- FID over generated features ----------------------------------------------------------------------
-def _sqrt_psd(m: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((m + m.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
-def fid_from_moments(mu_g, sigma_g, mu_r, sigma_r) -> float:
-    """||mu_g - mu_r||^2 + tr(S_g) + tr(S_r) - 2 tr((S_r^1/2 S_g S_r^1/2)^1/2) (the same value as
-    tr sqrt(S_g S_r), computed through a symmetric PSD matrix)."""
-    a = _sqrt_psd(np.asarray(sigma_r, dtype=float))
-    inner = a @ np.asarray(sigma_g, dtype=float) @ a
-    tr_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None))))
-    diff = np.asarray(mu_g, dtype=float) - np.asarray(mu_r, dtype=float)
-    return float(diff @ diff + np.trace(sigma_g) + np.trace(sigma_r) - 2 * tr_sqrt)
-
-
-def fid_bootstrap(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *, n_resamples: int = 1000,
-                  seed: int = DEFAULT_SEED, confidence: float = CONFIDENCE, exact: bool | None = None) -> Interval:
-    """FID of generated `features` (n, d) against fixed real statistics, with a percentile interval
-    from resampling the generated images. It covers the sampling of the generated images (which
-    prompts and seeds were drawn), not the real side, which is held fixed.
-
-    exact=True recomputes FID on every resample (O(n d^2 + d^3) each); exact=False uses FID's
-    first-order expansion in the resample weights, FID* = FID + mean_i((w_i - 1) * IF_i), with the
-    influence IF_i of image i computed once (O(n d^2 + d^3) in all, then O(n) per resample).
-    Default: exact when n * d^2 * n_resamples is small (tests compare the two)."""
-    g = np.asarray(features, dtype=np.float64)
-    n, d = g.shape
-    if n < 2:
-        return _no_interval(None, n, "percentile", n_resamples, seed, f"fewer than 2 generated images (n={n})")
-    if exact is None:
-        exact = n * d * d * n_resamples < 5e9
-    alpha = (1 - confidence) / 2
-    if exact:
-        mu_g = g.mean(0)
-        centred = g - mu_g
-        value = fid_from_moments(mu_g, centred.T @ centred / (n - 1), mu_r, sigma_r)
-        theta_b = np.empty(n_resamples)
-        k = 0
-        for idx in resample_indices(n, n_resamples, seed):
-            for row in idx:
-                s = g[row]
-                m = s.mean(0)
-                c = s - m
-                theta_b[k] = fid_from_moments(m, c.T @ c / (n - 1), mu_r, sigma_r)
-                k += 1
-        method = "percentile (exact FID per resample)"
-    else:
-        value, influence = fid_influence(g, mu_r, sigma_r)
-        theta_b = value + bootstrap_sums(influence, n_resamples, seed)[0] / n - influence.mean()
-        method = "percentile (first-order FID expansion per resample)"
-    lo, hi = np.quantile(theta_b, [alpha, 1 - alpha])
-    return Interval(value, float(lo), float(hi), n, method, n_resamples, seed, confidence)
-
-
-def fid_influence(g: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) -> tuple[float, np.ndarray]:
-    """(FID, influence of each generated feature vector on it): the derivative of FID when image i's
-    weight grows, 2 (mu_g - mu_r).(x_i - mu_g) + (x_i - mu_g)' M (x_i - mu_g) - tr(M S_g), with
-    M = I - A (A S_g A)^-1/2 A and A = S_r^1/2, from d tr f(X) = tr(f'(X) dX). One eigen-decomposition
-    of A S_g A serves both the value and the influence."""
-    from scipy.linalg.blas import dsyrk
-
-    g = np.asarray(g, dtype=np.float64)
-    n, d = g.shape
-    mu_g = g.mean(0)
-    c = g - mu_g
-    upper = dsyrk(1.0 / (n - 1), c, trans=1)  # c'c / (n-1), half the work of a general product
-    sigma_g = np.triu(upper) + np.triu(upper, 1).T
-    sigma_r = np.asarray(sigma_r, dtype=float)
-    a = _sqrt_psd(sigma_r)
-    inner = a @ sigma_g @ a
-    w, v = np.linalg.eigh((inner + inner.T) / 2)
-    w = np.clip(w, 0, None)
-    shift = mu_g - np.asarray(mu_r, dtype=float)
-    value = float(shift @ shift + np.trace(sigma_g) + np.trace(sigma_r) - 2 * np.sum(np.sqrt(w)))
-    inv_sqrt = np.where(w > 1e-10 * max(w.max(), 1e-300), 1 / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
-    m = np.eye(d) - a @ (v * inv_sqrt) @ v.T @ a
-    m = (m + m.T) / 2
-    quad = np.sum((c @ m) * c, axis=1)
-    return value, 2 * c @ shift + quad - float(np.sum(m * sigma_g))  # tr(M S) of symmetric M, S
-
-
-def fid_permutation_test(features_a: np.ndarray, features_b: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, *,
-                         n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = DEFAULT_SEED) -> Comparison:
-    """FID(A) - FID(B) against the same real statistics, with a two-sided permutation p-value: the
-    generated images of A and B are pooled and relabelled at random. Each relabelling's statistic is
-    FID's first-order expansion around the pooled set, mean_A*(IF) - mean_B*(IF), with IF each image's
-    influence on the pooled FID; the observed statistic is computed the same way (so both sides share
-    any small-sample bias), the reported diff is the exact FID difference."""
-    a = np.asarray(features_a, dtype=np.float64)
-    b = np.asarray(features_b, dtype=np.float64)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
-        return Comparison(None, None, None, None, min(na, nb), "permutation", 0, n_permutations, seed,
-                          reason=f"fewer than 2 generated images (A {na}, B {nb})")
-    fa, fb = fid_influence(a, mu_r, sigma_r)[0], fid_influence(b, mu_r, sigma_r)[0]
-    pooled = np.concatenate([a, b])
-    influence = fid_influence(pooled, mu_r, sigma_r)[1]
-    influence = influence - influence.mean()
-    labels = np.r_[np.ones(na), np.zeros(nb)]
-    observed = abs(influence[:na].mean() - influence[na:].mean())
-    rng = np.random.default_rng(seed)
-    ge = 0
-    rows = max(1, _CHUNK_ELEMENTS // (na + nb))
-    for start in range(0, n_permutations, rows):
-        k = min(rows, n_permutations - start)
-        perm = np.argsort(rng.random((k, na + nb)), axis=1)
-        is_a = labels[perm]  # (k, n): 1 where the permuted position belongs to A
-        stat = np.abs((is_a @ influence) / na - ((1 - is_a) @ influence) / nb)
-        ge += int(np.sum(stat >= observed - 1e-12 * max(1.0, observed)))
-    p = (1 + ge) / (1 + n_permutations)
-    return Comparison(float(fa - fb), None, None, float(min(1.0, p)), min(na, nb), "permutation (first-order FID)",
-                      0, n_permutations, seed)
-
+# The curve fits and the FID statistics live in submodules; they import the core above.
+from t2ibench.stats.curves import (
+    CURVE_FORMS,
+    DEFAULT_CURVE_FORM,
+    CurveForm,
+    PowerLawBand,
+    Prediction,
+    power_law_intervals,
+    predict_curve,
+)
+from t2ibench.stats.fid import (
+    fid_bootstrap,
+    fid_from_moments,
+    fid_influence,
+    fid_permutation_test,
+)
 
 __all__ = [
     "CONFIDENCE",
@@ -663,6 +402,7 @@ __all__ = [
     "DEFAULT_SEED",
     "METHODS",
     "Comparison",
+    "CurveForm",
     "Interval",
     "PowerLawBand",
     "Prediction",
