@@ -200,6 +200,7 @@ def test_site_in_headless_chromium(tmp_path):
         browser.click("#tbl-0 td.proto summary")  # close it again for the screenshot
 
         interactive_png = _interactive_charts(browser)
+        assert browser.js("window.__pwned === undefined")  # the run name reached Plotly as text too
         assert not [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
 
         browser.js("window.scrollTo(0, 0)")
