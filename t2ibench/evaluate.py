@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -153,6 +154,7 @@ def _check_out_dir(out_dir: Path, gen_protocol: dict, sets: dict[str, Any], ckpt
         old_protocol = old["manifest"]["protocol"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a t2ibench eval results file; use another --out") from None
+    old_protocol = {"images_per_prompt": 1, **old_protocol}  # results from before K was recorded
     if "sampling" not in gen_protocol:  # checked before the model is loaded: what is known so far
         old_protocol = {k: v for k, v in old_protocol.items() if k != "sampling"}
     if old_protocol != gen_protocol:
@@ -289,21 +291,28 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         paths = image_paths[pset.name]
         t0 = time.time()
         scorer = _build_scorer(m, device, weights.get(m), options.get(m, {}))
-        result = _score(m, scorer, paths, pset.records, score_batch_size, progress)
+        k = int(protocol.images_per_prompt)
+        records = [r for r in pset.records for _ in range(k)]  # generate() orders images prompt by prompt
+        result = _score(m, scorer, paths, records, score_batch_size, progress)
         manifest = {
             "protocol": gen_protocol,
             "prompt_set": pset.describe(),
-            "seeds": {"first": protocol.base_seed, "last": protocol.base_seed + len(pset) - 1, "rule": "base_seed + index"},
+            "seeds": _seed_rule(protocol, len(pset)),
             "scorer": {"name": m, "version": result.version, "weights": _weights_digest(scorer.paths),
                        "options": _canonical_options(options.get(m, {}))},
             "libraries": libs,
         }
         entry = result.to_dict(per_item=False)
+        entry.update(uncertainty(result))
+        if getattr(scorer, "last_features", None) is not None:  # distribution metric: keep its features
+            entry["features_file"] = _save_features(out_dir, m, scorer)
         entry.update(manifest=manifest, manifest_hash=manifest_hash(manifest), seconds=round(time.time() - t0, 3))
         results[m] = entry
-        where = {r.id: str(p.relative_to(cache_root)) if p.is_relative_to(cache_root) else str(p)
-                 for r, p in zip(pset.records, paths)}
-        per_item[m] = [{"id": it.id, "value": it.value, "image": where.get(it.id), "details": it.details}
+        where: dict[str, list[str]] = {}
+        for r, p in zip(records, paths):
+            where.setdefault(r.id, []).append(str(p.relative_to(cache_root)) if p.is_relative_to(cache_root) else str(p))
+        per_item[m] = [{"id": it.id, "value": it.value, "details": it.details,
+                        "image": (where.get(it.id) or [None])[0] if k == 1 else where.get(it.id)}
                        for it in result.per_item]
         del scorer
 
@@ -350,6 +359,74 @@ def _check_writable(out_dir: Path, image_dir, db) -> None:
         results.check_writable()  # an unreachable server or a newer store: say so before generating
 
 
+def _save_features(out_dir: Path, metric: str, scorer) -> str:
+    """The generated images' features and the real statistics, for permutation tests between results."""
+    import numpy as np
+
+    from t2ibench.atomic import atomic_open
+
+    name = f"{metric}-features.npz"
+    mu, sigma = scorer.last_real
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out_dir / name, "wb") as fh:
+        np.savez(fh, features=np.asarray(scorer.last_features, dtype=np.float32), mu_real=mu, sigma_real=sigma)
+    return name
+
+
+def _seed_rule(protocol: Protocol, n_prompts: int) -> dict[str, Any]:
+    k = int(protocol.images_per_prompt)
+    if k == 1:
+        return {"first": protocol.base_seed, "last": protocol.base_seed + n_prompts - 1, "rule": "base_seed + index"}
+    from t2ibench.generate import SEED_STRIDE, image_seed
+
+    return {"first": protocol.base_seed, "last": image_seed(protocol.base_seed, n_prompts - 1, k - 1),
+            "rule": f"base_seed + index + {SEED_STRIDE} * image", "images_per_prompt": k}
+
+
+def prompt_means(per_item) -> dict[str, float]:
+    """Item scores averaged per prompt id (K images per prompt give one value per prompt)."""
+    sums: dict[str, list[float]] = {}
+    for it in per_item:
+        v = it.value if hasattr(it, "value") else it.get("value")
+        key = it.id if hasattr(it, "id") else it.get("id")
+        if v is not None and math.isfinite(v):
+            acc = sums.setdefault(key, [0.0, 0])
+            acc[0] += v
+            acc[1] += 1
+    return {k: s / c for k, (s, c) in sums.items()}
+
+
+def uncertainty(result) -> dict[str, Any]:
+    """The 95% interval of a MetricResult's aggregate (and of its categories), seeded and recorded:
+    per-image metrics by a bootstrap over prompts (per-prompt means first), distribution metrics as
+    their scorer computed it over the generated images' features (result.extra["interval"])."""
+    from t2ibench import stats
+
+    if "interval" in result.extra:  # distribution scorer (FID): bootstrap over its features
+        return {"ci95": result.extra["interval"].get("ci95"), "interval": result.extra["interval"]}
+    means = prompt_means(result.per_item)
+    iv = stats.bootstrap_mean(list(means.values()))
+    out: dict[str, Any] = {"ci95": iv.ci, "interval": iv.to_dict()}
+    if len(means) != sum(1 for it in result.per_item if it.value is not None):  # K > 1: mean of prompt means
+        out["value"] = iv.estimate
+    by_type: dict[str, dict[str, list[float]]] = {}
+    for it in result.per_item:  # TIFA: per-type accuracy, pooled over the questions of the resampled prompts
+        for q in (it.details or {}).get("questions") or []:
+            cell = by_type.setdefault(q["element_type"], {}).setdefault(it.id, [0.0, 0.0])
+            cell[0] += q["score"]
+            cell[1] += 1
+    if by_type and result.categories:
+        ids = list(dict.fromkeys(it.id for it in result.per_item))
+        cats = {}
+        for t, cells in by_type.items():
+            num = [cells.get(i, (0.0, 0.0))[0] for i in ids]
+            den = [cells.get(i, (0.0, 0.0))[1] for i in ids]
+            civ = stats.bootstrap_ratio(num, den)
+            cats[t] = civ.ci if civ.ok else None
+        out["categories_ci95"] = cats
+    return out
+
+
 def _canonical_options(options: dict[str, Any]) -> dict[str, str]:
     """Options as the manifest records them: a file by its sha256, not its path (same file, same manifest)."""
     from t2ibench.checkpoints import file_sha256
@@ -380,6 +457,14 @@ def _eval_mode(model):
     return lambda: net.train()
 
 
+def _row_interval(entry: dict) -> dict:
+    """What the store keeps of a result's uncertainty: the interval, how it was made, categories'."""
+    out = dict(entry.get("interval") or {})
+    if entry.get("categories_ci95"):
+        out["categories_ci95"] = entry["categories_ci95"]
+    return out
+
+
 def _store_rows(record: dict, names: list[str], db) -> None:
     from t2ibench.store import ResultRow, ResultsStore
 
@@ -391,7 +476,8 @@ def _store_rows(record: dict, names: list[str], db) -> None:
                               step=record["step"], train_flops=record["train_flops"], params=record["params"],
                               gmacs=record["gmacs"], categories=r.get("categories") or {},
                               ckpt_hash=record["checkpoint"]["hash"], manifest_hash=r["manifest_hash"],
-                              manifest=r["manifest"]))
+                              manifest=r["manifest"], interval=_row_interval(r),
+                              item_values=prompt_means(record["per_item"].get(m, []))))
     report = ResultsStore(db).insert(rows)  # a rerun of the same evaluation adds no duplicate
     for conflict in report.conflicts:
         print(f"results store: {conflict.describe()}", file=sys.stderr)

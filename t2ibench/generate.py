@@ -5,7 +5,8 @@
 
 Reproducibility rules (all tested):
 * Image i's initial noise (and, for eta > 0, its per-step DDIM noise) comes from its own CPU
-  `torch.Generator` seeded `base_seed + i` (i = index in the full prompt set, so `--limit` keeps seeds).
+  `torch.Generator` seeded `base_seed + i` (i = index in the full prompt set, so `--limit` keeps seeds);
+  with K images per prompt (`images_per_prompt`), image j of prompt i is seeded `base_seed + i + 10^6 j`.
 * Batches are aligned on absolute indices: batch k always holds images kB .. kB+B-1, and processes take
   whole batches (k % world_size == rank). A matrix kernel's rounding can depend on how many rows it is
   given, so fixing every batch's composition makes the images bit-identical for any number of
@@ -76,6 +77,7 @@ class Protocol:
     eta: float = 0.0
     dtype: str = "fp32"  # fp32 | bf16 | fp16 (resolve "auto" with resolve_dtype first)
     compile: bool = False  # torch.compile the denoiser: an execution option, recorded since it may round differently
+    images_per_prompt: int = 1  # K; image j of prompt i is seeded image_seed(base_seed, i, j)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -88,6 +90,8 @@ class Protocol:
             raise UserError(f"eta must be in [0, 1], got {self.eta}")
         if self.dtype not in DTYPES:
             raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not 1 <= int(self.images_per_prompt) <= 1000:
+            raise UserError(f"images per prompt must be between 1 and 1000, got {self.images_per_prompt}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +102,14 @@ def scheduler_record(scheduler) -> dict[str, Any]:
     unordered `_use_default_values`)."""
     config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
     return {"class": type(scheduler).__name__, "config": json.loads(json.dumps(config, default=str))}
+# Image j of prompt i gets seed base_seed + i + SEED_STRIDE * j: image 0 keeps the K=1 protocol's seed
+# (so K=4 extends K=1 results and reuses their cached images) and no two images of a set under
+# SEED_STRIDE prompts share a seed.
+SEED_STRIDE = 1_000_000
+
+
+def image_seed(base_seed: int, prompt_index: int, image_index: int = 0) -> int:
+    return int(base_seed) + int(prompt_index) + SEED_STRIDE * int(image_index)
 
 
 def _sha256_json(obj: Any) -> str:
@@ -106,7 +118,7 @@ def _sha256_json(obj: Any) -> str:
 
 def settings_key(protocol: Protocol, model: "Sampleable") -> str:
     """What, besides checkpoint, prompt and seed, decides an image's pixels."""
-    d = {k: v for k, v in protocol.to_dict().items() if k != "base_seed"}
+    d = {k: v for k, v in protocol.to_dict().items() if k not in ("base_seed", "images_per_prompt")}
     d.update(ema=model.ema, uncond=UNCOND_PROMPT, kind=model.kind, sampling=model.sampling(protocol))
     return _sha256_json(d)[:12]
 
@@ -311,12 +323,17 @@ def generate(model: Sampleable, prompt_set, protocol: Protocol, cache_dir: Path,
              rank: int = 0, world: int = 1, progress: bool = True,
              on_batch: Callable[[int], None] | None = None) -> list[Path]:
     """Make every missing image of `prompt_set` (this process's share); returns the paths of all images
-    of the set in order (those of other processes' share may still be being written)."""
+    of the set in order, prompt by prompt, K = protocol.images_per_prompt per prompt (those of other
+    processes' share may still be being written)."""
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     cache = image_cache(cache_dir, model, prompt_set, protocol)
-    records = prompt_set.records
-    seeds = [protocol.base_seed + i for i in range(len(records))]
+    k = int(protocol.images_per_prompt)
+    slots = [(i, j) for i in range(len(prompt_set.records)) for j in range(k)]
+    records = [prompt_set.records[i] for i, _ in slots]
+    seeds = [image_seed(protocol.base_seed, i, j) for i, j in slots]
+    if len(prompt_set.records) > SEED_STRIDE and k > 1:
+        raise UserError(f"--images-per-prompt > 1 supports up to {SEED_STRIDE:,} prompts")
     paths = [cache.path(r.id, s) for r, s in zip(records, seeds)]
     mine = plan(len(records), batch_size, rank, world)
     _remove_stale_temporaries(cache.root, {paths[i].name for b in mine for i in b})

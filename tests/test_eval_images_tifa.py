@@ -20,6 +20,9 @@ def test_eval_images_with_tifa_question_file(tmp_path, capsys):
     assert "shapes-measure" in summary["version"]
     record = json.loads((out / "results.json").read_text())
     assert record["prompts_without_image"] == 0
+    tifa = record["metrics"]["tifa"]  # every aggregate with its seeded interval over prompts
+    assert summary["ci95"] == tifa["ci95"] and tifa["ci95"][0] <= tifa["value"] <= tifa["ci95"][1]
+    assert tifa["interval"]["n"] == 12 and set(tifa["categories_ci95"]) == set(tifa["categories"])
 
 
 def test_tifa_flags_need_tifa_among_metrics(tmp_path, capsys):

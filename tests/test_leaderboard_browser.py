@@ -12,6 +12,7 @@ import base64
 import json
 import math
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -137,7 +138,8 @@ def _rows(store: ResultsStore) -> None:
                 run=run, metric="tifa", version="tifa-1.0", value=v, n_items=64, variant="micro", family="unet",
                 step=step, train_flops=params * 6 * 64 * step, params=int(params), gmacs=params / 2e6,
                 categories={"color": v - 0.05, "counting": v - 0.15, "shape": v + 0.05, "spatial": v - 0.2},
-                manifest_hash="proto-tifa-1", manifest=man))
+                manifest_hash="proto-tifa-1", manifest=man, ckpt_hash=f"{abs(hash((run, step))):016x}",
+                interval={"ci95": [v - 0.012, v + 0.011], "method": "bca", "n_resamples": 2000, "seed": 0}))
     store.add(rows)
 
 
@@ -170,8 +172,9 @@ def test_site_in_headless_chromium(tmp_path):
         assert XSS_RUN in _column(browser, "tbl-0", 1)
 
         # ranked by value (best first) when built
-        values = [float(v) for v in _column(browser, "tbl-0", 8)]
+        values = [float(v.split()[0]) for v in _column(browser, "tbl-0", 8)]
         assert values == sorted(values, reverse=True)
+        assert all(re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\]", v) for v in _column(browser, "tbl-0", 8))
 
         # clicking the Run header sorts by name, clicking again reverses
         runs = _column(browser, "tbl-0", 1)
@@ -196,6 +199,8 @@ def test_site_in_headless_chromium(tmp_path):
         assert '"sampler": "ddim"' in browser.js("document.querySelector('#tbl-0 td.proto pre').textContent")
         browser.click("#tbl-0 td.proto summary")  # close it again for the screenshot
 
+        interactive_png = _interactive_charts(browser)
+        assert browser.js("window.__pwned === undefined")  # the run name reached Plotly as text too
         assert not [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
 
         browser.js("window.scrollTo(0, 0)")
@@ -208,3 +213,51 @@ def test_site_in_headless_chromium(tmp_path):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / "leaderboard.png").write_bytes(png)
+    (artifacts / "leaderboard-interactive.png").write_bytes(interactive_png)
+
+
+def _point_on_screen(b: Chromium, chart: str, trace: int, point: int) -> list[float]:
+    """Viewport position of a data point, from the chart's own axes (Plotly's d2p)."""
+    return b.js(f"""(() => {{ const gd = document.getElementById({json.dumps(chart)});
+        gd.scrollIntoView({{block: 'center'}});
+        const fl = gd._fullLayout, t = gd._fullData[{trace}], r = gd.getBoundingClientRect();
+        return [r.left + fl.xaxis._offset + fl.xaxis.d2p(t.x[{point}]),
+                r.top + fl.yaxis._offset + fl.yaxis.d2p(t.y[{point}])]; }})()""")
+
+
+def _interactive_charts(b: Chromium) -> bytes:
+    """The bundled Plotly charts: a real mouse hover shows run, step, value and the 95% interval;
+    a real click on a legend entry hides that run (and its predicted continuation); zoom is on."""
+    b.wait_for("document.documentElement.dataset.charts === 'ready'")
+    assert b.js("typeof Plotly") == "object"  # the bundled file, loaded from file:// (no network in the test)
+    chart = "g0-step"
+    names = b.js(f"document.getElementById('{chart}')._fullData.map(t => t.name)")
+    trace = names.index("charlie-l")
+    x, y = _point_on_screen(b, chart, trace, 2)
+    b.page("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+    b.wait_for(f"document.querySelector('#{chart} .hoverlayer .hovertext') !== null")
+    tip = b.js(f"document.querySelector('#{chart} .hoverlayer .hovertext').textContent")
+    row = b.js(f"(() => {{ const t = document.getElementById('{chart}')._fullData[{trace}]; "
+               "return [t.x[2], t.y[2], t.customdata[2][0]]; })()")
+    assert "charlie-l" in tip and f"step {row[0]}" in tip and f"value {row[1]:.4f}" in tip
+    assert f"95% interval {row[2]}" in tip and re.search(r"\[0\.\d{4}, 0\.\d{4}\]", tip)
+    shot = b.page("Page.captureScreenshot", {"format": "png"})  # the viewport, tooltip showing
+
+    # legend click: the run (and its dashed prediction, same legend group) is hidden
+    b.js(f"document.getElementById('{chart}').scrollIntoView({{block: 'center'}})")
+    legend_idx = [n for n in names if "(predicted)" not in n].index("charlie-l")
+    lx, ly = b.js(f"(() => {{ const e = document.querySelectorAll('#{chart} .legend .traces')[{legend_idx}]"
+                  ".querySelector('.legendtoggle'); const r = e.getBoundingClientRect(); "
+                  "return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        b.page("Input.dispatchMouseEvent", {"type": kind, "x": lx, "y": ly, "button": "left", "clickCount": 1})
+    b.wait_for(f"document.getElementById('{chart}')._fullData[{trace}].visible === 'legendonly'")
+    hidden = b.js(f"document.getElementById('{chart}')._fullData.filter(t => t.visible === 'legendonly')"
+                  ".map(t => t.name)")
+    assert set(hidden) == {"charlie-l", "charlie-l (predicted)"}
+    others = b.js(f"document.getElementById('{chart}')._fullData.filter(t => !t.name.startsWith('charlie'))"
+                  ".every(t => t.visible === true)")
+    assert others
+    assert b.js("document.getElementById('g0-flops')._fullLayout.xaxis.type") == "log"
+    assert b.js("document.getElementById('g0-flops')._fullLayout.dragmode") == "zoom"
+    return base64.b64decode(shot["data"])

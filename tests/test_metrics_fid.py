@@ -66,6 +66,10 @@ def test_fid_equals_torch_fidelity_and_caches_the_real_side(fid_setup):
     assert result.value == pytest.approx(expected, rel=1e-4)
     assert result.n_items == N and result.extra["n_real"] == N
     assert result.version.endswith("/torch-fidelity")
+    # its interval: a bootstrap over the generated features against the fixed real statistics
+    interval = result.extra["interval"]
+    assert interval["ci95"][0] <= result.value <= interval["ci95"][1] and interval["n"] == N
+    assert interval["method"].startswith("percentile") and scorer.last_features.shape == (N, 2048)
     cached = list((root / "cache" / "features").glob("inception--torch-fidelity--*/lists/*.npz"))
     assert len(cached) == 1
     # A second request for the same real images reads the cache: nothing is encoded again.

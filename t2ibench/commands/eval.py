@@ -138,7 +138,8 @@ def eval_ckpt(args: argparse.Namespace) -> int:
         print(json.dumps({"results": str(path), "manifest_hash": result["manifest_hash"], "metrics": summary}, indent=1))
     else:
         for m, s in summary.items():
-            print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
+            ci = f" [{s['ci95'][0]:.6g}, {s['ci95'][1]:.6g}]" if s.get("ci95") else ""
+            print(f"{m:12} {s['value']:.6g}{ci}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
         print(f"wrote {path}")
     return 0
 
@@ -214,6 +215,7 @@ def package_versions() -> dict[str, str | None]:
 def score_metrics(metrics: list[str], paths: list[Path], prompts: list, device: str, batch_size: int | None,
                   weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
     """Build each scorer, stream the images through it, and collect its result (and the unreadable images)."""
+    from t2ibench.evaluate import uncertainty
     from t2ibench.images import load_image
     from t2ibench.metrics import scorer_class
 
@@ -232,6 +234,7 @@ def score_metrics(metrics: list[str], paths: list[Path], prompts: list, device: 
         scorer = scorer_class(name)(device=device, weights=weights.get(name), **options.get(name, {}))
         result = scorer.score(images(), prompts, batch_size=batch_size)
         d = result.to_dict()
+        d.update(uncertainty(result))  # ci95, how it was made, categories' intervals
         d["weights"] = {k: {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None}
                         for k, p in scorer.paths.items()}
         d["seconds"] = round(time.time() - t0, 3)
@@ -288,8 +291,8 @@ def eval_images(args: argparse.Namespace) -> int:
     from t2ibench.atomic import write_json_atomic
 
     write_json_atomic(path, record)
-    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
-               for m, r in results.items()}
+    summary = {m: {"value": r["value"], "ci95": r.get("ci95"), "version": r["version"], "n_items": r["n_items"],
+                   "n_skipped": r["n_skipped"]} for m, r in results.items()}
     if args.format == "json":
         print(json.dumps({"results": str(path), "metrics": summary}, indent=1))
     else:

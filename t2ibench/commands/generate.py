@@ -39,6 +39,9 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
     g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="precision (default auto: bf16 on a CUDA GPU that supports it, else fp32)")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (recorded: it may round differently)")
+    g.add_argument("--images-per-prompt", type=positive_int, default=1, metavar="K",
+                   help="images per prompt (default 1); image j of prompt i gets seed+i+1000000*j; "
+                        "scores are averaged per prompt before the interval over prompts")
     p.add_argument("--offload", choices=("model", "sequential"),
                    help="diffusers CPU offload of a pipeline's components (CUDA; changes no numbers)")
     p.add_argument("--gen-batch-size", type=positive_int, default=8, metavar="N", help="images per generation batch (default 8)")
@@ -71,7 +74,8 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     dtype = resolve_dtype(args.dtype, device)
     check_dtype_for_device(dtype, device)
     return Protocol(sampler=args.sampler, steps=args.steps, cfg=DEFAULTS["cfg"] if args.cfg is None else args.cfg,
-                    resolution=resolution, base_seed=args.seed, eta=args.eta, dtype=dtype, compile=args.compile)
+                    resolution=resolution, base_seed=args.seed, eta=args.eta, dtype=dtype, compile=args.compile,
+                    images_per_prompt=args.images_per_prompt)
 
 
 def native_resolution(ckpt: str | None) -> int:

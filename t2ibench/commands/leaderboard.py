@@ -43,6 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.set_defaults(handler=_fit)
 
+    pr = sub.add_parser("predict", help="predict a run's score at a later step (or the final ranking of runs)",
+                        description="Fit the run's score-vs-step curve on its evaluations so far and predict the "
+                                    "score at a later step, with a 95%% predictive interval (form chosen by "
+                                    "backtest; see docs/statistics.md). --rank predicts every run's score at the "
+                                    "same step and ranks them.")
+    pr.add_argument("--run", action="append", help="run to predict (repeat for several); default with --rank: all")
+    pr.add_argument("--at-step", type=int, help="step to predict (default: the largest step any run reached)")
+    pr.add_argument("--up-to-step", type=int,
+                    help="use only evaluations at or before this step (a backtest of an early prediction)")
+    pr.add_argument("--rank", action="store_true", help="rank the runs by their predicted scores")
+    pr.add_argument("--metric", default="tifa", help="metric (default: tifa)")
+    pr.add_argument("--manifest", help="protocol manifest hash (or prefix) when the store holds several")
+    pr.add_argument("--form", help="curve form (default: the backtest's choice); see docs/statistics.md")
+    pr.add_argument("--db", help=db_help)
+    pr.add_argument("--format", choices=("text", "json"), default="text")
+    pr.set_defaults(handler=_predict)
+
     e = sub.add_parser("export", help="write every result to a CSV or JSON file")
     e.add_argument("file", help="destination, .csv or .json")
     e.add_argument("--db", help=db_help)
@@ -136,10 +153,15 @@ def _fit(args: argparse.Namespace) -> int:
 
         plot_path = plot_scaling_fit(fit, Path(args.plot or Path("leaderboard") / f"fit-{args.metric}-{args.x}.png"))
     paper = PAPER_FITS[args.x] if args.metric.lower() == PAPER_FIT_METRIC else None
+    band = fit.band
+    intervals = ({"a_ci95": band.a_ci, "b_ci95": band.b_ci, "method": band.method, "n_resamples": band.n_resamples,
+                  "seed": band.seed} if band is not None and band.a_ci else
+                 {"a_ci95": None, "b_ci95": None, "reason": band.reason if band is not None else "no fit"})
     if args.format == "json":
         print(json.dumps({
             "metric": args.metric, "x": args.x, "x_unit": X_AXES[args.x], "manifest_hash": group.manifest_hash,
             "version": group.version, "a": fit.fit.a, "b": fit.fit.b, "r2": fit.fit.r2, "n_points": len(fit.points),
+            **intervals,
             "frontier": [{"run": r.run, "step": r.step, "x": x, "score": s} for x, s, r in fit.frontier],
             "paper": {"a": paper.a, "b": paper.b, "source": paper.source} if paper else None,
             "plot": str(plot_path) if plot_path else None}))
@@ -155,10 +177,53 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"  {r.run}{step}: X = {x:.6g}, S = {s:.4f}")
     print(f"fit (log-log least squares): S = a * X^b with a = {fit.fit.a:.6g}, b = {fit.fit.b:.6g}, "
           f"R^2 = {fit.fit.r2:.4f} (in log space)")
+    if intervals.get("a_ci95"):
+        print(f"95% intervals ({band.method}, {band.n_resamples} resamples, seed {band.seed}): "
+              f"a in [{band.a_ci[0]:.6g}, {band.a_ci[1]:.6g}], b in [{band.b_ci[0]:.6g}, {band.b_ci[1]:.6g}]")
+    else:
+        print(f"no intervals for a and b: {intervals['reason']}")
     if paper:
         print(f"reference, {paper.label()}")
     if plot_path:
         print(f"plot: {plot_path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from t2ibench.leaderboard.analysis import group_by_protocol
+    from t2ibench.leaderboard.predict import default_target_step, predict_ranking
+    from t2ibench.stats import CURVE_FORMS, DEFAULT_CURVE_FORM
+
+    form = args.form or DEFAULT_CURVE_FORM
+    if form not in CURVE_FORMS:
+        raise UserError(f"unknown --form {form!r}; choose one of {', '.join(CURVE_FORMS)}")
+    if not args.run and not args.rank:
+        raise UserError("name a run with --run R, or use --rank to predict every run")
+    group, _ = _choose_group(group_by_protocol(_store(args).query(metric=args.metric)), args.metric, args.manifest)
+    at = args.at_step if args.at_step is not None else default_target_step(group)
+    if at < 0:
+        raise UserError(f"--at-step must be >= 0, got {at}")
+    preds = predict_ranking(group, args.run, at, args.up_to_step, form)
+    if args.format == "json":
+        print(json.dumps({"metric": args.metric, "manifest_hash": group.manifest_hash, "at_step": at,
+                          "up_to_step": args.up_to_step, "ranking": bool(args.rank),
+                          "predictions": [{"run": p.run, "rank": i + 1 if args.rank else None,
+                                           "observed_steps": p.observed_steps, **p.prediction.to_dict()}
+                                          for i, p in enumerate(preds)]}))
+        return 0
+    from t2ibench.stats import CURVE_FORMS as forms
+
+    print(f"{args.metric} predicted at step {at} ({forms[form].description}; 95% predictive intervals)")
+    for i, p in enumerate(preds):
+        pr = p.prediction
+        head = f"{i + 1}. " if args.rank else "  "
+        seen = f"from steps {p.observed_steps}" if p.observed_steps else "no evaluations"
+        if pr.estimate is None:
+            print(f"{head}{p.run}: no prediction: {pr.reason}")
+        elif pr.lo is None:
+            print(f"{head}{p.run}: {pr.estimate:.4f} (no interval: {pr.reason}), {seen}")
+        else:
+            print(f"{head}{p.run}: {pr.estimate:.4f} [{pr.lo:.4f}, {pr.hi:.4f}], {seen}")
     return 0
 
 

@@ -134,6 +134,7 @@ class StepScore:
     categories: dict[str, float]
     train_flops: float | None
     seconds: float | None
+    ci95: list[float] | None = None  # bootstrap over the held-out prompts (t2ibench.stats)
 
 
 @dataclass
@@ -152,6 +153,8 @@ class DemoReport:
     variants: list[VariantReport]
     wall_s: float
     ground_truth_tifa: float | None = None
+    # the last variant minus the first at their last common step: diff, ci95, p_value, n (paired over prompts)
+    last_step_difference: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -324,7 +327,7 @@ class Demo:
                     continue
                 report.params = rec.get("params") or report.params
                 report.scores.append(StepScore(step, float(m["value"]), dict(m.get("categories") or {}),
-                                               rec.get("train_flops"), rec.get("seconds")))
+                                               rec.get("train_flops"), rec.get("seconds"), m.get("ci95")))
             report.scores.sort(key=lambda s: s.step)
             from t2ibench.train.state import latest_checkpoint, read_state
 
@@ -380,12 +383,34 @@ def run_demo(settings: DemoSettings, *, fresh: bool = False, console=None) -> De
     site = demo.build_site()
     gt = demo.ground_truth()
     report = DemoReport(demo.out, demo.db, site, demo.collect(), time.time() - t0, gt)
+    report.last_step_difference = _last_step_difference(demo, report)
     write_json_atomic(demo.out / "summary.json", report.to_dict())
     return report
 
 
+def _last_step_difference(demo: Demo, report: DemoReport) -> dict[str, Any] | None:
+    """Paired comparison (bootstrap interval, sign-flip p) of the last variant against the first at
+    the last step both reached, on the same held-out prompts."""
+    if len(report.variants) < 2:
+        return None
+    first, last = report.variants[0], report.variants[-1]
+    common = sorted({s.step for s in first.scores} & {s.step for s in last.scores})
+    if not common:
+        return None
+    from t2ibench.leaderboard.compare import compare_sides, load_side
+
+    step = common[-1]
+    try:
+        a, b = (load_side(str(demo.eval_dir(MICRO_VARIANTS[v.name], step) / "results.json")) for v in (last, first))
+        c = compare_sides(a, b, METRIC)[METRIC]
+    except UserError as exc:  # a summary line must never cost the study its results
+        return {"a": last.name, "b": first.name, "step": step, "diff": None, "reason": str(exc)}
+    return {"a": last.name, "b": first.name, "step": step, **c.to_dict()}
+
+
 def summary_table(report: DemoReport):
-    """A rich table: one row per evaluated step, one column per variant."""
+    """A rich table: one row per evaluated step, one column per variant, each score with its 95%
+    interval; below it, the paired difference of the last and first variants at their last step."""
     from rich.table import Table
 
     steps = sorted({s.step for v in report.variants for s in v.scores})
@@ -398,9 +423,25 @@ def summary_table(report: DemoReport):
         cells = []
         for v in report.variants:
             hit = [s for s in v.scores if s.step == step]
-            cells.append(f"{hit[0].tifa:.3f}" if hit else "-")
+            ci = hit[0].ci95 if hit else None
+            cells.append("-" if not hit else f"{hit[0].tifa:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
         table.add_row(str(step), *cells)
     table.add_row("train time", *[f"{v.train_wall_s:.0f}s" for v in report.variants])
+    d = report.last_step_difference
+    if d and d.get("diff") is not None:
+        ci = f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d.get("ci95") else ""
+        p = f", p = {d['p_value']:.3g}" if d.get("p_value") is not None else ""
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(table, Text(f"[brackets]: 95% bootstrap intervals over the {d['n']} held-out prompts. At step "
+                                 f"{d['step']}, {d['a']} - {d['b']} = {d['diff']:+.3f}{ci}{p} (paired bootstrap "
+                                 "interval, sign-flip permutation p-value)."))
+    if d and d.get("reason"):
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(table, Text(f"No paired comparison at step {d['step']}: {d['reason']}"))
     return table
 
 

@@ -256,6 +256,29 @@ class ScalingFit:
     points: list[tuple[float, float, ResultRow]]
     frontier: list[tuple[float, float, ResultRow]]
     fit: PowerLawFit | None  # None when the frontier has fewer than 2 distinct x
+    band: Any = None  # t2ibench.stats.PowerLawBand: bootstrap intervals of a and b, and the curve's band
+
+
+def row_ci(row: ResultRow) -> list[float] | None:
+    """The result's 95% interval [lo, hi], when it recorded one."""
+    ci = (row.interval or {}).get("ci95") if isinstance(row.interval, dict) else None
+    return [float(ci[0]), float(ci[1])] if ci and len(ci) == 2 and None not in ci else None
+
+
+def row_se(row: ResultRow) -> float | None:
+    ci = row_ci(row)
+    return (ci[1] - ci[0]) / 3.92 if ci else None
+
+
+def significance_ranks(group: ProtocolGroup, mode: str = "latest", alpha: float = 0.05) -> dict[str, Any]:
+    """run -> t2ibench.stats.RankedEntry: tiers of runs not significantly different from their tier's
+    best (paired sign-flip test on common prompts, Holm-corrected over the tier's comparisons)."""
+    from t2ibench.stats import significance_ranks as tiers
+
+    rows = group.selected(mode)
+    entries = [(r.run, float(r.value) if _finite(r.value) else math.nan, dict(r.item_values or {}) or None)
+               for r in rows]
+    return {e.key: e for e in tiers(entries, higher_is_better=group.higher_is_better, alpha=alpha)}
 
 
 def fit_scaling(group: ProtocolGroup, x: str, mode: str = "latest", require: bool = True) -> ScalingFit:
@@ -270,10 +293,14 @@ def fit_scaling(group: ProtocolGroup, x: str, mode: str = "latest", require: boo
                         "manifest['data']['image_noun_pairs'])"}[x]
         raise UserError(f"no {group.metric} results under this protocol record {need}; cannot fit against {x}")
     frontier = pareto_frontier(pts, group.higher_is_better)
-    fit = None
+    fit = band = None
     if len({p[0] for p in frontier}) >= 2 and all(p[1] > 0 for p in frontier):
         fit = fit_power_law([p[0] for p in frontier], [p[1] for p in frontier])
+        from t2ibench.stats import power_law_intervals
+
+        band = power_law_intervals([p[0] for p in frontier], [p[1] for p in frontier],
+                                   [row_se(p[2]) for p in frontier])
     elif require:
         raise UserError(f"the {group.metric} Pareto frontier against {x} has {len(frontier)} point(s); "
                         "a power-law fit needs at least 2 with different x and positive scores")
-    return ScalingFit(group, x, pts, frontier, fit)
+    return ScalingFit(group, x, pts, frontier, fit, band)

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from t2ibench.leaderboard.analysis import (
-    X_AXES, ProtocolGroup, RankCorrelation, ScalingFit, runs_by_key, spearman, x_value,
+    X_AXES, ProtocolGroup, RankCorrelation, ScalingFit, row_ci, runs_by_key, spearman, x_value,
 )
 from t2ibench.leaderboard.reference import PAPER_FIT_METRIC, PAPER_FITS
 
@@ -68,6 +68,17 @@ def _paper_curve(ax, group: ProtocolGroup, x: str, xs: np.ndarray) -> None:
             label=f"reference, paper fit: {ref.a:g}·X^{ref.b:g} (Li et al. 2024)")
 
 
+def _errorbars(ax, xs, rows, color) -> None:
+    """95% intervals as error bars, where the results recorded them."""
+    cis = [row_ci(r) for r in rows]
+    if not any(cis):
+        return
+    lower = [r.value - c[0] if c else 0.0 for r, c in zip(rows, cis)]
+    upper = [c[1] - r.value if c else 0.0 for r, c in zip(rows, cis)]
+    ax.errorbar(xs, [r.value for r in rows], yerr=[lower, upper], fmt="none", ecolor=color, elinewidth=0.8,
+                capsize=2, alpha=0.8)
+
+
 def plot_vs_step(group: ProtocolGroup, path: Path) -> Path | None:
     curves = {run: [r for r in rows if r.step is not None] for run, rows in runs_by_key(group.rows).items()}
     curves = {k: v for k, v in curves.items() if v}
@@ -77,11 +88,12 @@ def plot_vs_step(group: ProtocolGroup, path: Path) -> Path | None:
     fig, ax = _figure(f"{group.metric} vs training step", "training step", _ylabel(group))
     for run, rows in curves.items():
         ax.plot([r.step for r in rows], [r.value for r in rows], "o-", ms=3, color=colors[run], label=_label(run))
+        _errorbars(ax, [r.step for r in rows], rows, colors[run])
     return _save(fig, ax, path)
 
 
 def plot_vs_flops(group: ProtocolGroup, path: Path) -> Path | None:
-    curves = {run: [(x_value(r, "compute"), r.value) for r in rows] for run, rows in runs_by_key(group.rows).items()}
+    curves = {run: [(x_value(r, "compute"), r.value, r) for r in rows] for run, rows in runs_by_key(group.rows).items()}
     curves = {k: [p for p in v if p[0] is not None] for k, v in curves.items()}
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
@@ -90,6 +102,7 @@ def plot_vs_flops(group: ProtocolGroup, path: Path) -> Path | None:
     fig, ax = _figure(f"{group.metric} vs cumulative training compute", X_AXES["compute"], _ylabel(group))
     for run, pts in curves.items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, color=colors[run], label=_label(run))
+        _errorbars(ax, [p[0] for p in pts], [p[2] for p in pts], colors[run])
     ax.set_xscale("log")
     return _save(fig, ax, path)
 
@@ -123,13 +136,20 @@ def plot_scaling_fit(fit: ScalingFit, path: Path) -> Path | None:
     xs = np.array([p[0] for p in fit.points])
     fig, ax = _figure(f"{group.metric}: Pareto frontier vs {fit.x}", X_AXES[fit.x], _ylabel(group))
     ax.scatter(xs, [p[1] for p in fit.points], s=14, color="0.7", label="measured (all points)", zorder=2)
+    _errorbars(ax, xs, [p[2] for p in fit.points], "0.6")
     fx = [p[0] for p in fit.frontier]
     ax.step(fx, [p[1] for p in fit.frontier], where="post", color="tab:red", lw=1.2, zorder=3)
     ax.scatter(fx, [p[1] for p in fit.frontier], s=28, color="tab:red", label="Pareto frontier", zorder=4)
-    if fit.fit is not None:
+    if fit.fit is not None and len(fit.frontier) >= 3:  # 2 points fit exactly: nothing to show
         grid = np.geomspace(min(fx), max(fx), 64)
         ax.plot(grid, fit.fit(grid), "-", color="tab:blue", lw=1.5,
                 label=f"fit on frontier: {fit.fit.a:.3g}·X^{fit.fit.b:.3g} (R²={fit.fit.r2:.3f})")
+        if fit.band is not None and fit.band.a_ci is not None:
+            ax.fill_between(fit.band.grid, fit.band.lower, fit.band.upper, color="tab:blue", alpha=0.15, lw=0,
+                            label="95% band (bootstrap)")
+    elif fit.frontier:
+        ax.text(0.02, 0.02, f"no fit drawn: {len(fit.frontier)} frontier point(s), needs ≥3", transform=ax.transAxes,
+                fontsize=8, color="0.3")
     _paper_curve(ax, group, fit.x, xs)
     ax.set_xscale("log")
     return _save(fig, ax, path)

@@ -18,12 +18,14 @@ from pathlib import Path
 from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
 from t2ibench.leaderboard import plots
+from t2ibench.leaderboard import interactive
 from t2ibench.leaderboard.analysis import (
     SELECT_MODES,
     ProtocolGroup,
-    competition_ranks,
     fit_scaling,
     group_by_protocol,
+    row_ci,
+    significance_ranks,
     x_value,
 )
 from t2ibench.leaderboard.reference import (
@@ -88,24 +90,64 @@ _COLUMNS = [  # key, header, type
     ("rank", "Rank", "num"), ("run", "Run", "text"), ("variant", "Variant", "text"), ("family", "Family", "text"),
     ("step", "Step", "num"), ("compute", "Train compute (GFLOPs, full count)", "num"),
     ("params", "Params (M)", "num"), ("gmacs", "GMACs", "num"), ("value", "VALUE", "num"),
-    ("n_items", "Items", "num"), ("protocol", "Protocol", "text"),
+    ("p_holm", "p vs tier leader (Holm)", "num"), ("n_items", "Items", "num"), ("protocol", "Protocol", "text"),
 ]
+
+RANKING_NOTE = """<details class="ranking-note" id="ranking-procedure">
+<summary>How ranks and intervals are computed</summary><p>Every score is shown with its 95% interval: a seeded bootstrap over prompts (BCa, 2,000
+resamples; per-prompt means first when a prompt has several images), or for FID over the generated images'
+features against fixed real statistics. Ranks are significance-aware. The best run leads rank 1; every other
+run is compared with it by a paired sign-flip permutation test on the prompts both scored, and the p-values
+are Holm-corrected over those comparisons. Runs whose adjusted p is at least 0.05 share rank 1. The best of
+the remaining runs then leads the next rank, numbered by how many runs stand above it, and so on down. A run
+without per-prompt values cannot be tested: it claims no tie and keeps its place by point estimate (empty p). Dashed
+continuations on the step charts are predictions of each run's score at twice its last evaluated step, with
+95% predictive intervals (see docs/statistics.md for the functional form and its backtest). A power-law fit
+is drawn only on 3 or more frontier points, a rank correlation only on 3 or more runs.</p></details>"""
+
+
+def _value_cell(r: ResultRow) -> str:
+    v = float(r.value)
+    if v != v:
+        return '<td class="num value">NaN</td>'
+    ci = row_ci(r)
+    text = escape(_fmt(v))
+    if ci:
+        text += f' <span class="ci">[{escape(_fmt(ci[0]))}, {escape(_fmt(ci[1]))}]</span>'
+    return f'<td class="num value" data-v="{v!r}">{text}</td>'
+
+
+def _json_script(obj: object, script_id: str) -> str:
+    text = json.dumps(obj, default=str).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script type="application/json" id="{script_id}">{text}</script>'
+
+
+def _chart(spec: dict | None, chart_id: str, charts: list[str]) -> None:
+    if spec is not None:
+        charts.append(f'<div class="chart" id="{chart_id}" data-spec="spec-{chart_id}"></div>'
+                      + _json_script(spec, f"spec-{chart_id}"))
 
 
 def _table(group: ProtocolGroup, table_id: str, mode: str) -> str:
     rows = group.selected(mode)
-    ranks = competition_ranks(rows, group.higher_is_better) if group.comparable else [None] * len(rows)
+    tiers = significance_ranks(group, mode) if group.comparable else {}
+    ranks = [tiers[r.run].rank if r.run in tiers else None for r in rows]
+    pvals = [tiers[r.run].p_vs_leader if r.run in tiers else None for r in rows]
+    if not group.comparable:
+        ranks = [None] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: (ranks[i] is None, ranks[i] or 0))
+    rows, ranks, pvals = [rows[i] for i in order], [ranks[i] for i in order], [pvals[i] for i in order]
     head = "".join(
         f'<th data-key="{k}" data-type="{t}" aria-sort="{"descending" if k == "value" and group.higher_is_better else "ascending" if k == "value" else "none"}">'
         f'{escape(group.metric) if k == "value" else escape(h)}</th>'
         for k, h, t in _COLUMNS)
     body = []
-    for rank, r in zip(ranks, rows):
+    for rank, p_adj, r in zip(ranks, pvals, rows):
         body.append(
             "<tr>" + _num_cell(rank, digits=0) + _text_cell(r.run, "run") + _text_cell(r.variant)
             + _text_cell(r.family) + _num_cell(r.step) + _num_cell(x_value(r, "compute"), digits=3)
             + _num_cell(x_value(r, "params"), digits=2) + _num_cell(r.gmacs, digits=2)
-            + _num_cell(float(r.value), "num value") + _num_cell(r.n_items) + _protocol_cell(r) + "</tr>")
+            + _value_cell(r) + _num_cell(p_adj, digits=3) + _num_cell(r.n_items) + _protocol_cell(r) + "</tr>")
     return (f'<div class="tablewrap"><table class="sortable" id="{table_id}" data-metric="{escape(group.metric)}">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
@@ -129,6 +171,10 @@ def _group_section(group: ProtocolGroup, idx: int, out: Path, mode: str, made: l
             made.append(p)
             figs.append(_figure(p, out, caption))
 
+    charts: list[str] = []
+    predictions = _predictions(group)
+    _chart(interactive.step_chart(group, predictions), f"{gid}-step", charts)
+    _chart(interactive.compute_chart(group), f"{gid}-flops", charts)
     keep(plots.plot_vs_step(group, pdir / f"{gid}-step.png"), f"{group.metric} vs training step, per run")
     keep(plots.plot_vs_flops(group, pdir / f"{gid}-flops.png"),
          f"{group.metric} vs cumulative training compute (GFLOPs, full count incl. attention products)")
@@ -141,10 +187,18 @@ def _group_section(group: ProtocolGroup, idx: int, out: Path, mode: str, made: l
             continue
         keep(plots.plot_scaling_fit(fit, pdir / f"{gid}-pareto-{x}.png"),
              f"Pareto frontier of {group.metric} vs {x} with S = a·X^b fitted on it")
-        if fit.fit is not None:
-            notes.append(f"<li>vs {escape(x)}: {escape(fit.fit.describe())} on {len(fit.frontier)} frontier points"
-                         + (f"; reference {escape(PAPER_FITS[x].label())}"
-                            if group.metric.lower() == PAPER_FIT_METRIC else "") + "</li>")
+        _chart(interactive.fit_chart(fit), f"{gid}-pareto-{x}", charts)
+        if fit.fit is not None and len(fit.frontier) >= 3:
+            band = fit.band
+            ci = (f"; 95% intervals a ∈ [{band.a_ci[0]:.4g}, {band.a_ci[1]:.4g}], b ∈ [{band.b_ci[0]:.4g}, "
+                  f"{band.b_ci[1]:.4g}]" if band is not None and band.a_ci else "")
+            notes.append(f"<li>vs {escape(x)}: {escape(fit.fit.describe() + ci)} on {len(fit.frontier)} frontier "
+                         "points" + (f"; reference {escape(PAPER_FITS[x].label())}"
+                                     if group.metric.lower() == PAPER_FIT_METRIC else "") + "</li>")
+        elif fit.frontier:
+            notes.append(f"<li>vs {escape(x)}: no fit drawn: the Pareto frontier has {len(fit.frontier)} point(s), "
+                         "and a 2-parameter power law on fewer than 3 points fits them exactly and says nothing"
+                         "</li>")
     keep(plots.plot_categories(group, mode, pdir / f"{gid}-categories.png"),
          f"{group.metric} per-category breakdown ({mode} result per run)")
 
@@ -161,8 +215,22 @@ def _group_section(group: ProtocolGroup, idx: int, out: Path, mode: str, made: l
                 if group.manifest else "")
     fits = f'<ul class="fit">{"".join(notes)}</ul>' if notes else ""
     cls = "group" if group.comparable else "group unranked"
+    chart_html = f'<div class="charts">{"".join(charts)}</div>' if charts else ""
     return (f'<article class="{cls}" id="{gid}"><h3>{title}</h3><p class="note">{intro}</p>{manifest}'
-            f"{_table(group, f'tbl-{idx}', mode)}{fits}<div class=\"plots\">{''.join(figs)}</div></article>")
+            f"{_table(group, f'tbl-{idx}', mode)}{fits}{chart_html}<div class=\"plots\">{''.join(figs)}</div>"
+            "</article>")
+
+
+def _predictions(group: ProtocolGroup) -> dict:
+    """Each run's predicted score at twice its last evaluated step (drawn as a dashed continuation)."""
+    from t2ibench.leaderboard.predict import predict_run, run_curve
+
+    out = {}
+    for run in group.runs():
+        rows = run_curve(group, run)
+        if len(rows) >= 2 and rows[-1].step:
+            out[run] = predict_run(group, run, 2 * int(rows[-1].step))
+    return out
 
 
 def _reference(metric: str) -> str:
@@ -187,7 +255,8 @@ def _page(title: str, meta: str, nav: str, body: str) -> str:
 (attention-score and attention-value products included), cumulative over training. Dashed grey lines and grey
 boxes are the paper's published results (Li et al., CVPR 2024), drawn as a separate reference, never ranked.
 Click a column header to sort; click a protocol hash to see the manifest behind a number.</p></footer>
-<script>{_asset("sort.js")}</script></body></html>
+<script>{_asset("sort.js")}</script>
+<script src="assets/{interactive.PLOTLY_JS}"></script><script>{_asset("charts.js")}</script></body></html>
 """
 
 
@@ -222,7 +291,8 @@ def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, s
             sections.append(f'<section class="metric" id="m{m_idx}"><h2>{escape(metric)}</h2>'
                             f"{''.join(parts)}{_reference(metric)}</section>")
             links.append(f'<li><a href="#m{m_idx}">{escape(metric)}</a></li>')
-        body = "".join(sections)
+        body = RANKING_NOTE + "".join(sections)
+        interactive.copy_plotly_js(out / "assets")
         nav = f"<nav><ul>{''.join(links)}</ul></nav>"
     _remove_stale_plots(out / PLOTS_DIR, keep=set(made))
     index = out / "index.html"

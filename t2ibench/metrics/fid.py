@@ -57,4 +57,12 @@ class FID(FeatureDistributionScorer):
 
         stats_real = fid_features_to_statistics(real)
         stats_fake = fid_features_to_statistics(generated)
-        return float(fid_statistics_to_metric(stats_real, stats_fake, verbose=False)[KEY_METRIC_FID]), {}
+        value = float(fid_statistics_to_metric(stats_real, stats_fake, verbose=False)[KEY_METRIC_FID])
+        # The interval resamples the generated images against the fixed real statistics (t2ibench.stats).
+        from t2ibench.stats import fid_bootstrap
+
+        features = generated.double().numpy() if hasattr(generated, "double") else generated
+        interval = fid_bootstrap(features, stats_real["mu"], stats_real["sigma"]).to_dict()
+        # kept for `t2ibench compare` (a permutation test over two runs' generated features)
+        self.last_features, self.last_real = features, (stats_real["mu"], stats_real["sigma"])
+        return value, {"interval": interval}

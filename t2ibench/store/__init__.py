@@ -65,6 +65,11 @@ class ResultRow:
     # Training-data size of the run in image-noun pairs (the paper's D); not part of the protocol
     # manifest, since runs on different data are still evaluated under the same protocol.
     image_noun_pairs: float | None = None
+    # Uncertainty (t2ibench.stats): the 95% interval and how it was made ({"ci95": [lo, hi], "method",
+    # "n_resamples", "seed", "categories_ci95"}), and per-prompt values {prompt id: value} that paired
+    # comparisons and significance-aware ranks need (schema migration 3).
+    interval: dict[str, Any] = field(default_factory=dict)
+    item_values: dict[str, float] = field(default_factory=dict)
 
     def identity(self) -> tuple:
         """What makes two rows the same result (schema.IDENTITY_FIELDS, NULLs as the index sees them)."""
@@ -80,7 +85,7 @@ class ResultRow:
 
 
 ROW_FIELDS = [f.name for f in fields(ResultRow)]
-_JSON_FIELDS = {"categories", "manifest"}
+_JSON_FIELDS = {"categories", "manifest", "interval", "item_values"}
 _INT_FIELDS = {"n_items", "step", "params"}
 _FLOAT_FIELDS = {"value", "train_flops", "gmacs", "created", "image_noun_pairs"}
 _SQL_TYPES = {name: ("INTEGER" if name in _INT_FIELDS else "REAL" if name in _FLOAT_FIELDS else "TEXT")

@@ -54,6 +54,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"DELETE FROM results WHERE id NOT IN ({_KEEP_FIRST})",
         f"CREATE UNIQUE INDEX IF NOT EXISTS results_identity ON results ({IDENTITY_SQL})",
     )),
+    Migration(3, "uncertainty: each result's interval record and its per-prompt values (JSON)", (
+        AddColumn("results", "interval", "TEXT"),
+        AddColumn("results", "item_values", "TEXT"),
+        AddColumn("duplicates", "interval", "TEXT"),
+        AddColumn("duplicates", "item_values", "TEXT"),
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1)), "migrations must be numbered 1..N"
