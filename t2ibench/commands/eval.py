@@ -65,7 +65,7 @@ def refuse_ckpt_only_flags(args: argparse.Namespace) -> None:
                                                         "prompts_dir") if getattr(args, name, None) is not None]
     given += [f"--{name.replace('_', '-')}" for name in ("no_store", "ema") if getattr(args, name, False)]
     given += [f"--{name}" for name, default in DEFAULTS.items()
-              if name != "resolution" and getattr(args, name, default) != default]
+              if name != "resolution" and getattr(args, name, default) not in (default, None)]  # None: unset
     if str(getattr(args, "resolution", DEFAULTS["resolution"])) != str(DEFAULTS["resolution"]):
         given.append("--resolution")
     if getattr(args, "gen_batch_size", 8) != 8:
