@@ -31,8 +31,8 @@ from t2ibench.variants import VariantSpec, get_variant
 from t2ibench.train import state as ckpt_io
 from t2ibench.train.components import build_model
 from t2ibench.train.config import RunConfig, validate
-from t2ibench.train.distributed import (Sharding, accelerate_plugin, autocast, check_fsdp, param_share,
-                                        shard_backbone)
+from t2ibench.train.distributed import (Sharding, accelerate_plugin, autocast, check_fsdp, device_type,
+                                        param_share, shard_backbone)
 from t2ibench.train.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
 from t2ibench.train.ema import EMA
 from t2ibench.train.flops import account_for
@@ -263,7 +263,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             window_start += time.monotonic() - io_start  # samples/s counts training time only
     finally:
         progress.close()
-        accelerator.end_training()
+        for tracker in accelerator.trackers:  # not end_training(): it destroys the process group, which
+            tracker.finish()                  # the launch owns (several trainings may share one launch)
         del loader
 
     result.step, result.samples_seen = state.step, state.samples_seen
@@ -313,7 +314,8 @@ def _accelerator(config: RunConfig, out: Path):
     plugin = accelerate_plugin(config)  # None where accelerate would not shard: see distributed.py
     if plugin is not None:
         kwargs["fsdp_plugin"] = plugin
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu,
+    # Without a GPU, accelerate must be told it is on CPUs, or each torchrun process trains alone.
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu or device_type(config) == "cpu",
                               log_with=log_with or None, project_dir=str(out), **kwargs)
     if log_with:
         accelerator.init_trackers(config.run_name, config=_flat_hparams(config.to_dict()))
