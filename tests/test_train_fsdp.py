@@ -66,3 +66,15 @@ def test_fsdp_where_it_cannot_run_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="needs torch.distributed, which this torch build lacks"):
         train(make_config(data, tmp_path / "run", **{"train.distributed": "fsdp"}))
     assert not (tmp_path / "run").exists()
+
+
+def test_gpu_benchmark_dry_run(tmp_path):
+    """benchmarks/bench_fsdp_gpu.py's CPU mode runs the same sharding and step code as on a GPU."""
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_fsdp_gpu.py"), "--dry-run", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["sharded"] and result["world"] == 1 and result["step_s"] > 0 and result["gemm_peak_tflops"] > 0
+    assert 0 < result["mfu_vs_gemm_peak"] < 1 and result["final_loss"] == result["final_loss"]
