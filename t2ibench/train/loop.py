@@ -7,7 +7,8 @@
 DDP by default, FSDP2 with `train.distributed=fsdp` (through accelerate or directly, see distributed.py);
 launch several processes with `accelerate launch` or torchrun (docs/training-at-scale.md). The loss of a
 step is the mean over the GLOBAL batch (B = train.global_batch): each micro-batch's per-sample losses
-are summed and scaled by processes / B, so the gradient (after DDP/FSDP averaging) does not depend on how the batch is split across processes and accumulation steps.
+are summed and scaled by processes / B, so the gradient (after DDP/FSDP averaging) does not depend on
+how the batch is split across processes and accumulation steps.
 """
 
 from __future__ import annotations
