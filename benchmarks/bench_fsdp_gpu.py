@@ -89,7 +89,7 @@ def main() -> None:
     account = account_for(spec)
     peak = gemm_peak_tflops(device, torch.float32 if args.dry_run else torch.bfloat16,
                             256 if args.dry_run else 8192, 5 if args.dry_run else 50)
-    backbone = spec.build(seed=0)
+    backbone = spec.build(device=device, seed=0)  # random init on the GPU: seconds, not a minute on the CPU
     if args.gradient_checkpointing:
         backbone.enable_gradient_checkpointing()
     backbone.train()
