@@ -54,6 +54,7 @@ def test_fsdp_single_process_shards_with_a_group_of_one(tmp_path):
     data = write_shards(tmp_path / "shards", 4, 2)
     result = train(make_config(data, tmp_path / "run", **{"train.distributed": "fsdp", "train.steps": 2}))
     assert result.local_params == result.total_params > 0 and result.step == 2
+    assert result.data_wait_s > 0  # logged beside samples/s: time blocked on the loader (decoding, here)
 
 
 def test_fsdp_where_it_cannot_run_is_one_line(tmp_path, monkeypatch):
