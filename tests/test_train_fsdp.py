@@ -39,7 +39,8 @@ def test_fsdp_shards_matches_ddp_and_resumes_exactly(tmp_path):
     for (_, a), (_, b) in zip(fsdp, ddp):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
     wf, wd = backbone_weights(Path(ranks[0]["fsdp_ckpt"])), backbone_weights(Path(ranks[0]["ddp_ckpt"]))
-    assert max((wf[k] - wd[k]).abs().max().item() for k in wf) < 1e-3
+    # weights to Adam's resolution: a near-zero gradient whose sign flips moves a weight by up to 2 x lr
+    assert max((wf[k] - wd[k]).abs().max().item() for k in wf) <= 2 * 1e-3 * 20
     # the sharded checkpoint at step 10 (a copy) resumes exactly: bitwise the uninterrupted run's losses and weights
     ckpt10 = tmp_path / "runs" / "fsdp" / "checkpoints" / "step-00000010" / "training_state"
     assert (ckpt10 / "sharded" / ".metadata").is_file() and not (ckpt10 / "optimizer.pt").exists()
