@@ -216,7 +216,7 @@ class ShardSet:
                         return None  # two samples in one range: the offsets are not this shard's
                     key = k
                     members[ext.lower()] = tar.extractfile(info).read()
-        except (tarfile.TarError, OSError, EOFError):
+        except (tarfile.TarError, OSError, EOFError, ValueError):
             return None
         return readers._sample_from_members(key, members) if key is not None else None
 

@@ -272,7 +272,7 @@ def load_item(index: SampleIndex, item: int, rules: SampleRules):
     """(pixels, alt-text, synthetic captions) of item `item`, or the reason it is skipped."""
     try:
         sample = index.read(item)
-    except OSError:
+    except (OSError, ValueError):  # unreadable file, or shard offsets that do not fit the shard
         sample = None
     if sample is None:
         return "corrupt"
