@@ -164,6 +164,9 @@ def test_webdataset_and_parquet_match_the_folder(tmp_path):
                       (f"{stem}.txt", (folder / f"{stem}.txt").read_bytes()),
                       (f"{stem}.syn.json", (folder / f"{stem}.syn.json").read_bytes())]
         _write_tar(shards / f"shard-{s:05d}.tar", items)
+    from t2ibench.data.shard_index import index_shards
+
+    index_shards(shards)
     table = pa.table({"image": [(folder / f"{i:04d}.png").read_bytes() for i in range(n)],
                       "caption": [(folder / f"{i:04d}.txt").read_text() for i in range(n)],
                       "syn_captions": [(folder / f"{i:04d}.syn.json").read_text() for i in range(n)]})
@@ -184,12 +187,12 @@ def test_webdataset_and_parquet_match_the_folder(tmp_path):
     _, ref = content(folder)
     for spec, blocks in ((shards, 2), (tmp_path / "pq", 2)):
         index, got = content(spec)
-        assert len(index) == n and len(index.blocks) == blocks
+        assert len(index) == n and len(index.block_sizes) == blocks
         assert got.keys() == ref.keys()
         for cap in ref:
             assert torch.equal(got[cap][0], ref[cap][0]) and got[cap][1] == ref[cap][1]
-        order = epoch_order(len(index), index.blocks, seed=0, epoch=0)
-        assert sorted(order.tolist()) == list(range(n))
+        order = epoch_order(len(index), index.block_sizes, seed=0, epoch=0).tolist()
+        assert sorted(order) == list(range(n))
         # blocked shuffle: each shard's items are visited together
         assert all({int(i) // 3 for i in order[k:k + 3]} .__len__() == 1 for k in (0, 3))
 

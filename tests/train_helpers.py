@@ -66,3 +66,23 @@ def backbone_weights(ckpt: Path, part: str = "backbone") -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(ckpt / "model" / part / "diffusion_pytorch_model.safetensors"))
+
+
+def write_shards(root: Path, n: int, per_shard: int, *, index: bool = True) -> Path:
+    """The samples of write_folder(n) as webdataset tar shards of `per_shard` samples (+ their metadata)."""
+    import tarfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    for s in range(0, n, per_shard):
+        with tarfile.open(root / f"shard-{s // per_shard:05d}.tar", "w") as tar:
+            for i in range(s, min(n, s + per_shard)):
+                im, cap = shape_image(i)
+                for name, data in ((f"{i:04d}.png", png_bytes(im)), (f"{i:04d}.txt", cap.encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    if index:
+        from t2ibench.data.shard_index import index_shards
+
+        index_shards(root)
+    return root

@@ -1,4 +1,4 @@
-"""`t2ibench data filter|caption|stats`: curate a training set, add ranked synthetic captions, and
+"""`t2ibench data filter|index|caption|stats`: curate a training set, add ranked synthetic captions, and
 describe it with the columns of the paper's Table 3. The work is in t2ibench/data/."""
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--nsfw-threshold", type=nonnegative_float, help="remove images with P(nsfw) >= this (off when unset)")
     f.add_argument("--nsfw-weights", help="NSFW classifier folder (default: hub Falconsai/nsfw_image_detection)")
     f.set_defaults(handler=_filter)
+
+    x = sub.add_parser("index", help="write the shard metadata the trainer starts from (tar shards made elsewhere)",
+                       description="Read every member header of each tar shard once and write "
+                                   "t2ibench_index.json (sample counts) and _index/<shard>.idx (sample offsets) "
+                                   "beside the shards, so `t2ibench train` starts without reading the samples. "
+                                   "Shards already indexed and unchanged in size are not read again.")
+    x.add_argument("data", help="a folder of .tar shards, one .tar file, or a glob")
+    x.add_argument("--force", action="store_true", help="re-read every shard even if its metadata looks current")
+    x.add_argument("--format", choices=("text", "json"), default="text", help="report format on stdout")
+    x.set_defaults(handler=_index)
 
     c = sub.add_parser("caption", help="add N ranked BLIP-2 captions per image as sidecar records")
     _dataset_args(c)
@@ -103,6 +113,20 @@ def _filter(args: argparse.Namespace) -> int:
           f"{report['shards']['resumed']} resumed, {len(report['bad_shards'])} unreadable)")
     for b in report["bad_shards"]:
         print(f"  unreadable shard {b['shard']}: {b['error']}", file=sys.stderr)
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from t2ibench.data.shard_index import index_shards
+
+    report = index_shards(args.data, force=args.force)
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"indexed {report['shards']} shards, {report['samples']} samples ({report['scanned']} read, "
+          f"{report['reused']} unchanged) -> {', '.join(report['manifests'])}")
+    for d in report["damaged"]:
+        print(f"  damaged shard {d['shard']}: {d['error']} (samples before the damage are indexed)", file=sys.stderr)
     return 0
 
 

@@ -3,7 +3,8 @@
 Output: webdataset shards whatever the input kind, one output shard per input shard
 (``OUT/<shard>.tar``, members ``<key>.<jpg|png|webp>`` with the original image bytes, ``<key>.txt``,
 ``<key>.json`` record with the scores, ``<key>.syn.json`` copied when present) and
-``OUT/filter_report.json``. Filters run in this order, cheapest first; a sample is counted under the
+``OUT/filter_report.json``, and the shard metadata the trainer starts from (``OUT/t2ibench_index.json``,
+``OUT/_index/``; see shard_index.py). Filters run in this order, cheapest first; a sample is counted under the
 first filter that removes it: unreadable image, ``too_small`` (shorter side), ``bad_aspect``
 (long/short side ratio), ``duplicate`` (perceptual hash), ``nsfw``, ``low_aesthetic``.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from t2ibench.errors import UserError
+from t2ibench.data import shard_index
 from t2ibench.data.dedup import METHODS, DuplicateIndex, image_hash
 from t2ibench.data.progress import shard_progress
 from t2ibench.data.readers import (SYN_EXT, Sample, Shard, ShardStats, atomic_write_json, decode_image,
@@ -152,6 +154,7 @@ def _process_shard(shard: Shard, cfg: FilterConfig, index: DuplicateIndex | None
         tmp.unlink(missing_ok=True)  # nothing half-written is left behind
         raise
     tmp.replace(out_tar)
+    shard_index.write_offsets(cfg.out, out_tar.name, shard_index.scan_tar(out_tar))  # the trainer's metadata
     return {"shard": shard.name, "counts": dict(counts), "bad_shard": stats.bad_shard, "error": stats.error,
             "hashes": [f"{h:016x}" for h in hashes]}
 
@@ -247,6 +250,11 @@ def run_filter(cfg: FilterConfig, on_shard_done: Callable[[str], None] | None = 
                 bad.append({"shard": shard.name, "error": result["error"]})
             if on_shard_done is not None:
                 on_shard_done(shard.name)
+    names = [f"{s.name}.tar" for s in dataset.shards]
+    for name in names:  # output of a run from before shard metadata existed
+        if not shard_index.offsets_path(cfg.out, name).is_file():
+            shard_index.write_offsets(cfg.out, name, shard_index.scan_tar(cfg.out / name))
+    shard_index.write_manifest(cfg.out, names)
     report = {
         "input": str(cfg.data), "input_kind": dataset.kind, "output": str(cfg.out), "output_format": "webdataset",
         "settings": cfg.fingerprint(),

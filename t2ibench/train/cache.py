@@ -128,7 +128,7 @@ def _encode_items(cache: EmbeddingCache, index: SampleIndex, rules: SampleRules,
 
 
 def _fingerprint(index: SampleIndex, rules: SampleRules, model) -> str:
-    parts = [index.kind, str(index.root), len(index), str(index.locators[0])[:200], str(index.locators[-1])[:200],
+    parts = [index.kind, str(index.root), len(index), index.describe(0)[:200], index.describe(len(index) - 1)[:200],
              rules.resolution, rules.min_side, rules.top_k, json.dumps(model.info.text_encoder, sort_keys=True, default=str),
              json.dumps(model.info.vae, sort_keys=True, default=str), str(next(model.text_encoder.parameters()).dtype)]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]

@@ -3,16 +3,24 @@
 Formats and the synthetic-caption sidecar are those of t2ibench/data/readers.py (shared with
 `t2ibench data`); this module adds random access, the training transform and the sampling rules.
 
+Start-up is O(shards) for tar shards: sample counts come from the shard metadata written once by
+`t2ibench data filter` or `t2ibench data index` (t2ibench/data/shard_index.py), and sample i of shard s
+is read with one seek into a known byte range (shard-and-offset addressing). Parquet row counts come
+from the files' footers; an image folder lists its files (small data).
+
 Order and randomness are a pure function of (seed, global sample position), never of process count,
 worker count or RNG state:
 - epoch e visits every sample once in a "blocked" permutation: the blocks (tar shards, parquet row
-  groups; single images for a folder) are shuffled, then the items inside each block;
+  groups; single images for a folder) are shuffled, then the items inside each block (EpochOrder,
+  computed lazily, O(blocks) memory);
 - step s consumes global positions [s*B, (s+1)*B) for global batch B; micro-batch a of rank r takes the
   slice starting at s*B + (a*W + r)*m (m = micro-batch, W = processes);
 - the caption choice, caption dropout, diffusion timestep and noise of position p come from an RNG
   seeded with (seed, p).
 So the data position of a checkpoint is just its step, resuming is exact, and 2 processes see the same
-global batch as 1 (the loss is normalised by the global batch, see loop.py).
+global batch as 1 (the loss is normalised by the global batch, see loop.py). Resuming with a different
+process count (elastic) visits the same samples in the same global batches; only which rank computes
+which micro-batch changes, so the weights then agree to float rounding, not bitwise.
 
 A sample that cannot be read or decoded, is smaller than `min_side`, or has no caption at all is
 skipped and counted by reason; it contributes nothing to its step.
@@ -21,7 +29,6 @@ skipped and counted by reason; it contributes nothing to its step.
 from __future__ import annotations
 
 import itertools
-import tarfile
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,7 @@ import torch
 
 from t2ibench.errors import UserError
 from t2ibench.data import readers
+from t2ibench.data.shard_index import ShardSet
 
 SKIP_REASONS = ("corrupt", "undersized", "no_caption")
 
@@ -41,91 +49,84 @@ SKIP_REASONS = ("corrupt", "undersized", "no_caption")
 
 @dataclass
 class SampleIndex:
-    """Every sample of a dataset, addressable by an integer, grouped in blocks for shuffling."""
+    """Every sample of a dataset, addressable by an integer; items are numbered block by block (tar shard,
+    parquet row group), so a block is a run of consecutive items. Holds O(blocks) numbers, not O(samples),
+    for shards and parquet (an image folder lists its files)."""
 
     kind: str
     root: Path
-    locators: list[Any]
-    blocks: list[range] | None  # None: every item is its own block (full shuffle)
-    read: Callable[[Any], readers.Sample | None]
+    size: int
+    block_sizes: np.ndarray | None  # items per block; None: every item is its own block (full shuffle)
+    read: Callable[[int], readers.Sample | None]  # item -> raw sample (None: unreadable)
+    describe: Callable[[int], str]  # item -> where it lives (cache fingerprints, messages)
     bad_shards: int = 0
 
     def __len__(self) -> int:
-        return len(self.locators)
+        return self.size
 
 
 def index_dataset(spec: str | Path, kind: str = "auto") -> SampleIndex:
-    """Find every sample under `spec` (a folder, *.tar shards, *.parquet files, or a glob)."""
+    """The samples under `spec` (a folder, *.tar shards, *.parquet files, or a glob). Tar shards need
+    their metadata (t2ibench/data/shard_index.py): start-up reads it, never the samples."""
     ds = readers.open_dataset(spec, None if kind == "auto" else kind)
     if ds.kind == "folder":
         images = [img for shard in ds.shards for img in shard.members]
-        return SampleIndex("folder", ds.root, images, None, _FolderReader(ds.root))
+        return SampleIndex("folder", ds.root, len(images), None, _FolderReader(ds.root, images), _Named(images))
     if ds.kind == "webdataset":
-        return _index_tars(ds)
+        shards = ShardSet.open(ds)
+        return SampleIndex("webdataset", ds.root, len(shards), shards.counts, shards.read_item, shards.describe)
     return _index_parquet(ds)
 
 
+class _Named:
+    def __init__(self, names: list):
+        self.names = names
+
+    def __call__(self, item: int) -> str:
+        return str(self.names[item])
+
+
 class _FolderReader:
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path, images: list[Path]):
+        self.root, self.images = root, images
 
-    def __call__(self, image_path: Path) -> readers.Sample | None:
-        shard = readers.Shard("one", "folder", self.root, (image_path,))
+    def __call__(self, item: int) -> readers.Sample | None:
+        shard = readers.Shard("one", "folder", self.root, (self.images[item],))
         return next(shard.samples(readers.ShardStats()), None)
-
-
-def _index_tars(ds: readers.Dataset) -> SampleIndex:
-    """Member offsets of every shard (headers only), so a sample can be read with one seek."""
-    locators, blocks, bad = [], [], 0
-    for shard in ds.shards:
-        start = len(locators)
-        grouped: OrderedDict[str, dict[str, tuple[int, int]]] = OrderedDict()
-        try:
-            with tarfile.open(shard.source, mode="r:") as tar:
-                for info, key, ext in readers.tar_members(tar):
-                    grouped.setdefault(key, {})[ext.lower()] = (info.offset_data, info.size)
-        except (tarfile.TarError, OSError, EOFError):
-            bad += 1  # keep the samples indexed before the damage
-        locators += [(shard.source, key, members) for key, members in grouped.items()]
-        blocks.append(range(start, len(locators)))
-    return SampleIndex("webdataset", ds.root, locators, blocks, _read_tar_sample, bad)
-
-
-def _read_tar_sample(locator) -> readers.Sample | None:
-    path, key, members = locator
-    data = {}
-    with open(path, "rb") as f:
-        for ext, (offset, size) in members.items():
-            f.seek(offset)
-            data[ext] = f.read(size)
-            if len(data[ext]) != size:
-                return None
-    return readers._sample_from_members(key, data)
 
 
 def _index_parquet(ds: readers.Dataset) -> SampleIndex:
     import pyarrow.parquet as pq
 
-    locators, blocks, bad = [], [], 0
+    counts, bad = [], 0
     for shard in ds.shards:
-        start = len(locators)
         try:
-            rows = pq.ParquetFile(shard.source).metadata.row_group(shard.members[0]).num_rows
+            counts.append(pq.ParquetFile(shard.source).metadata.row_group(shard.members[0]).num_rows)
         except Exception:  # damaged file: no rows from it
-            bad, rows = bad + 1, 0
-        locators += [(shard, i) for i in range(rows)]
-        blocks.append(range(start, len(locators)))
-    return SampleIndex("parquet", ds.root, locators, blocks, _ParquetReader(), bad)
+            bad, _ = bad + 1, counts.append(0)
+    reader = _ParquetReader(ds.shards, counts)
+    return SampleIndex("parquet", ds.root, int(sum(counts)), np.asarray(counts, dtype=np.int64), reader,
+                       reader.describe, bad)
 
 
 class _ParquetReader:
     """Reads a whole row group once and keeps the last two (items of a block are read together)."""
 
-    def __init__(self):
+    def __init__(self, shards: list[readers.Shard], counts: list[int]):
+        self.shards = shards
+        self.first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.cache: OrderedDict[str, list] = OrderedDict()
 
-    def __call__(self, locator) -> readers.Sample | None:
-        shard, row = locator
+    def locate(self, item: int) -> tuple[readers.Shard, int]:
+        s = int(np.searchsorted(self.first, item, side="right")) - 1
+        return self.shards[s], item - int(self.first[s])
+
+    def describe(self, item: int) -> str:
+        shard, row = self.locate(item)
+        return f"{shard.source}#{shard.members[0]}/{row}"
+
+    def __call__(self, item: int) -> readers.Sample | None:
+        shard, row = self.locate(item)
         if shard.name not in self.cache:
             self.cache[shard.name] = list(shard.samples(readers.ShardStats()))
             while len(self.cache) > 2:
@@ -165,13 +166,44 @@ def preprocess(image, resolution: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
-def epoch_order(index_len: int, blocks: list[range] | None, seed: int, epoch: int) -> np.ndarray:
-    """The visiting order of epoch `epoch`: blocks shuffled, then items inside each block."""
-    rng = np.random.default_rng([seed, epoch, 0x0DA7A])
-    if blocks is None:
-        return rng.permutation(index_len)
-    parts = [np.asarray(blocks[b])[rng.permutation(len(blocks[b]))] for b in rng.permutation(len(blocks))]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+class EpochOrder:
+    """The visiting order of one epoch, item = order[j], computed lazily in O(blocks) memory: the blocks
+    are shuffled (RNG seeded with (seed, epoch)), then the items inside block b (seeded with (seed,
+    epoch, b)) when the epoch first reaches it. Without blocks, one permutation of every item."""
+
+    def __init__(self, size: int, block_sizes: np.ndarray | None, seed: int, epoch: int):
+        self.size, self.key = size, [seed, epoch, 0x0DA7A]
+        rng = np.random.default_rng(self.key)
+        self.full = rng.permutation(size) if block_sizes is None else None
+        if block_sizes is not None:
+            self.sizes = np.asarray(block_sizes, dtype=np.int64)
+            self.perm = rng.permutation(len(self.sizes))
+            self.ends = np.cumsum(self.sizes[self.perm])  # end position of the k-th visited block
+            self.block_first = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+            self._inner: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, j: int) -> int:
+        if self.full is not None:
+            return int(self.full[j])
+        k = int(np.searchsorted(self.ends, j, side="right"))
+        block = int(self.perm[k])
+        inner = self._inner.get(block)
+        if inner is None:
+            inner = np.random.default_rng([*self.key, block]).permutation(int(self.sizes[block]))
+            self._inner[block] = inner
+            while len(self._inner) > 4:
+                self._inner.popitem(last=False)
+        return int(self.block_first[block] + inner[j - (int(self.ends[k]) - int(self.sizes[block]))])
+
+    def tolist(self) -> list[int]:
+        return [self[j] for j in range(self.size)]
+
+
+def epoch_order(index_len: int, block_sizes: np.ndarray | None, seed: int, epoch: int) -> EpochOrder:
+    return EpochOrder(index_len, block_sizes, seed, epoch)
 
 
 @dataclass
@@ -202,9 +234,9 @@ class TrainingData(torch.utils.data.Dataset):
     def item_at(self, position: int) -> int:
         epoch, j = divmod(position, len(self.index))
         if epoch != self._epoch:
-            self._order = epoch_order(len(self.index), self.index.blocks, self.rules.seed, epoch)
+            self._order = epoch_order(len(self.index), self.index.block_sizes, self.rules.seed, epoch)
             self._epoch = epoch
-        return int(self._order[j])
+        return self._order[j]
 
     def draws(self, position: int) -> dict[str, Any]:
         """Everything random about position p, from an RNG seeded with (seed, p)."""
@@ -239,8 +271,8 @@ class TrainingData(torch.utils.data.Dataset):
 def load_item(index: SampleIndex, item: int, rules: SampleRules):
     """(pixels, alt-text, synthetic captions) of item `item`, or the reason it is skipped."""
     try:
-        sample = index.read(index.locators[item])
-    except OSError:
+        sample = index.read(item)
+    except (OSError, ValueError):  # unreadable file, or shard offsets that do not fit the shard
         sample = None
     if sample is None:
         return "corrupt"

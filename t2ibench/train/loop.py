@@ -4,10 +4,11 @@
     from t2ibench.train.loop import train
     result = train(apply_overrides(RunConfig(variant="sdxl"), ["data.path=shapes/", ...]))
 
-DDP by default, FSDP with `train.distributed=fsdp`; launch several processes with `accelerate launch`
-(or torchrun). The loss of a step is the mean over the GLOBAL batch (B = train.global_batch): each
-micro-batch's per-sample losses are summed and scaled by processes / B, so the gradient (after DDP/FSDP
-averaging) does not depend on how the batch is split across processes and accumulation steps.
+DDP by default, FSDP2 with `train.distributed=fsdp` (through accelerate or directly, see distributed.py);
+launch several processes with `accelerate launch` or torchrun (docs/training-at-scale.md). The loss of a
+step is the mean over the GLOBAL batch (B = train.global_batch): each micro-batch's per-sample losses
+are summed and scaled by processes / B, so the gradient (after DDP/FSDP averaging) does not depend on
+how the batch is split across processes and accumulation steps.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import DistributedType
 
 from t2ibench.errors import UserError
 from t2ibench.hardware import peak_for
@@ -31,6 +33,8 @@ from t2ibench.variants import VariantSpec, get_variant
 from t2ibench.train import state as ckpt_io
 from t2ibench.train.components import build_model
 from t2ibench.train.config import RunConfig, validate
+from t2ibench.train.distributed import (Sharding, accelerate_plugin, autocast, check_fsdp, device_type,
+                                        param_share, shard_backbone)
 from t2ibench.train.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
 from t2ibench.train.ema import EMA
 from t2ibench.train.flops import account_for
@@ -54,6 +58,9 @@ class TrainResult:
     skipped: dict[str, int] = field(default_factory=dict)
     samples_per_s: float = 0.0
     mfu: float = 0.0  # model FLOPs utilisation of the last logging window
+    data_wait_s: float = 0.0  # mean seconds per step spent waiting for the data loader (last log window)
+    local_params: int = 0  # FSDP: parameter elements this rank holds (0: not sharded)
+    total_params: int = 0
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -71,6 +78,7 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
         from t2ibench.store import ResultsStore
 
         ResultsStore(config.eval.db).check_writable()
+    check_fsdp(config)  # fsdp where it cannot run: one line, before anything is built
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -83,6 +91,15 @@ def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
 
 def _train(config: RunConfig, resume: bool) -> TrainResult:
     out = Path(config.out_dir)
+    # -- data first (cheap to check): shard metadata or file lists, the first samples decoded ----------
+    index = index_dataset(config.data.path, config.data.kind)
+    check_usable(index, SampleRules(resolution=config.resolution, min_side=config.data.min_side or config.resolution,
+                                    alt_text_prob=0, top_k=1, caption_dropout=0, noise_shape=(0, 0, 0)))
+    from t2ibench.train.preflight import preflight
+
+    # output location, frozen weights, in-training eval inputs: all before the model, trackers and run
+    # directory exist (nothing is left behind by a failed start) and hours before the first evaluation
+    preflight(config)
     accelerator = _accelerator(config, out)
     world, device = accelerator.num_processes, accelerator.device
 
@@ -95,16 +112,6 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         previous = _intact_checkpoint(accelerator, out)
     if previous is not None:
         ckpt_io.check_compatible(previous, config)
-
-    # -- data first (cheap to check): every sample indexed, the first ones decoded --------------------
-    index = index_dataset(config.data.path, config.data.kind)
-    check_usable(index, SampleRules(resolution=config.resolution, min_side=config.data.min_side or config.resolution,
-                                    alt_text_prob=0, top_k=1, caption_dropout=0, noise_shape=(0, 0, 0)))
-    from t2ibench.train.preflight import preflight
-
-    # output location, frozen weights, in-training eval inputs: all before the model, trackers and run
-    # directory exist (nothing is left behind by a failed start) and hours before the first evaluation
-    preflight(config)
 
     # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
     model = build_model(config)
@@ -135,8 +142,15 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     data = TrainingData(index, rules, cache)
 
     # -- optimizer (AdamW, fp32 master weights), LR warmup then constant, EMA -----------------------
+    # FSDP where accelerate does not shard (CPU, one process): fully_shard directly, never plain DDP.
+    direct_fsdp = config.train.distributed == "fsdp" and accelerator.distributed_type != DistributedType.FSDP
+    sharding = shard_backbone(backbone, device, config.train.mixed_precision) if direct_fsdp else None
     optimizer = _adamw(config, backbone.parameters())
-    backbone, optimizer = accelerator.prepare(backbone, optimizer)
+    if not direct_fsdp:
+        backbone, optimizer = accelerator.prepare(backbone, optimizer)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        sharding = Sharding("accelerate", f"accelerate mixed precision {config.train.mixed_precision}",
+                            *param_share(backbone))
     # The compiled module is only called; saving, syncing and clipping use the uncompiled one.
     denoiser = torch.compile(backbone) if config.train.compile else backbone
     warmup = config.optim.warmup_steps
@@ -151,7 +165,9 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         state.processes = world
         accelerator.print(f"resuming {previous} at step {state.step} ({state.samples_seen} samples seen)")
     accelerator.print(f"training {config.run_name}: {config.variant} ({account.params:,} parameters) on "
-                      f"{_setup_line(accelerator, config)}")
+                      f"{_setup_line(accelerator, config, sharding)}; data: {len(index):,} {index.kind} samples")
+    if sharding is not None:
+        accelerator.print(sharding.describe(accelerator.process_index, world))
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=list))
@@ -167,7 +183,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         if batch["size"] == 0:  # every sample skipped: a zero-weight pass keeps DDP/FSDP collectives in step
             x = torch.zeros((1, *rules.noise_shape), device=device)
             context = model.encode_text([""]) if cache is None else cache.empty_context(1, device)
-            pred = model.predict_noise(x, torch.zeros(1, dtype=torch.long, device=device), context, backbone=denoiser)
+            with autocast(device, config.train.mixed_precision, sharding):
+                pred = model.predict_noise(x, torch.zeros(1, dtype=torch.long, device=device), context, backbone=denoiser)
             accelerator.backward(pred.float().sum() * 0.0)
             return torch.zeros((), device=device)
         with torch.no_grad():
@@ -175,7 +192,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             noise = batch["noise"].to(device)
             timesteps = batch["timesteps"].to(device)
             noisy = noise_schedule.add_noise(x0, noise, timesteps)
-        pred = model.predict_noise(noisy, timesteps, context, backbone=denoiser)
+        with autocast(device, config.train.mixed_precision, sharding):
+            pred = model.predict_noise(noisy, timesteps, context, backbone=denoiser)
         target = model.schedule.training_target(noise_schedule, x0, noise, timesteps)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         accelerator.backward(per_sample.sum() * (world / global_batch))
@@ -186,17 +204,24 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     progress = _Progress(config, state.step, enabled=accelerator.is_main_process and config.log.progress)
     result = TrainResult(config.run_name, out, previous, state.step, state.samples_seen, state.train_flops,
                          state.train_flops_paper, state.wall_s, skipped=dict(state.skipped))
+    if sharding is not None:
+        result.local_params, result.total_params = sharding.local_params, sharding.total_params
     session_start, window_start, window_samples = time.monotonic(), time.monotonic(), 0
+    window_wait, window_steps = 0.0, 0  # data-loader wait: time spent blocked in next(loader)
     wall_at_start = state.wall_s
     try:
         while state.step < config.train.steps:
             # -- one optimizer step: accumulate over micro-batches, sync gradients on the last -------
             loss_sum, used, skipped = torch.zeros((), device=device), 0, Counter()
             for micro in range(batches.accumulation):
+                wait_start = time.monotonic()
                 batch = next(loader)
+                window_wait += time.monotonic() - wait_start
                 skipped.update(batch["skipped"])
                 sync = micro == batches.accumulation - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(backbone):
+                if direct_fsdp:  # FSDP2: reduce-scatter gradients on the last micro-batch only
+                    backbone.set_requires_gradient_sync(sync)
+                with contextlib.nullcontext() if sync or direct_fsdp else accelerator.no_sync(backbone):
                     loss_sum += micro_step(batch)
                 used += batch["size"]
             totals = accelerator.reduce(torch.stack([
@@ -204,8 +229,11 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
                 *[torch.tensor(float(skipped[r]), device=device) for r in ("corrupt", "undersized", "no_caption")]]),
                 reduction="sum")
             mean_loss = (totals[0] / totals[1].clamp(min=1)).item()
-            grad_norm = accelerator.clip_grad_norm_(params, config.optim.grad_clip or float("inf"))
-            grad_norm = float(grad_norm)
+            if direct_fsdp:  # DTensor gradients: torch's clip computes the global norm across shards
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip or float("inf"))
+            else:
+                grad_norm = accelerator.clip_grad_norm_(params, config.optim.grad_clip or float("inf"))
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
             # fp16's loss scaler skips steps with inf gradients by itself; bf16/fp32 have no such guard.
             grad_ok = math.isfinite(grad_norm) or config.train.mixed_precision == "fp16"
             if not (math.isfinite(mean_loss) and grad_ok):
@@ -228,16 +256,23 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
                     state.skipped[reason] = state.skipped.get(reason, 0) + int(n)
             result.losses.append((state.step, mean_loss))
             window_samples += global_batch
+            window_steps += 1
 
             if state.step % config.log.every == 0 or state.step == config.train.steps:
                 rates = account.achieved(window_samples, time.monotonic() - window_start, world, peak.tflops)
                 scalars = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                            "train_flops": state.train_flops, "train_flops_paper": state.train_flops_paper,
                            "samples_seen": state.samples_seen, "skipped": sum(state.skipped.values()), **rates}
+                # I/O vs compute: mean seconds per step this rank waited for data, and the share of wall time
+                window_s = max(time.monotonic() - window_start, 1e-9)
+                scalars.update(data_wait_s=window_wait / max(window_steps, 1), data_wait_share=min(1.0, window_wait / window_s))
                 accelerator.log(scalars, step=state.step)
                 result.samples_per_s, result.mfu = rates["samples_per_s"], rates["mfu"]
+                result.data_wait_s = scalars["data_wait_s"]
                 window_start, window_samples = time.monotonic(), 0
-            progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s, result.mfu)
+                window_wait, window_steps = 0.0, 0
+            progress.update(state.step, mean_loss, scheduler.get_last_lr()[0], result.samples_per_s, result.mfu,
+                            result.data_wait_s)
 
             io_start = time.monotonic()
             if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
@@ -247,7 +282,8 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             window_start += time.monotonic() - io_start  # samples/s counts training time only
     finally:
         progress.close()
-        accelerator.end_training()
+        for tracker in accelerator.trackers:  # not end_training(): it destroys the process group, which
+            tracker.finish()                  # the launch owns (several trainings may share one launch)
         del loader
 
     result.step, result.samples_seen = state.step, state.samples_seen
@@ -324,14 +360,11 @@ def _accelerator(config: RunConfig, out: Path):
             raise UserError("log.wandb=true but wandb is not installed (pip install wandb)")
         log_with.append("wandb")
     kwargs: dict[str, Any] = {}
-    if config.train.distributed == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
-
-        # Shard every transformer and resnet block (the paper: FSDP for large models).
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
-            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
-            transformer_cls_names_to_wrap=["BasicTransformerBlock", "ResnetBlock2D"], state_dict_type="FULL_STATE_DICT")
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu,
+    plugin = accelerate_plugin(config)  # None where accelerate would not shard: see distributed.py
+    if plugin is not None:
+        kwargs["fsdp_plugin"] = plugin
+    # Without a GPU, accelerate must be told it is on CPUs, or each torchrun process trains alone.
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu or device_type(config) == "cpu",
                               log_with=log_with or None, project_dir=str(out), **kwargs)
     return accelerator
 
@@ -345,10 +378,10 @@ _DISTRIBUTION = {"NO": "no distribution", "MULTI_CPU": "DDP over CPU processes",
                  "FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}
 
 
-def _setup_line(accelerator, config: RunConfig) -> str:
+def _setup_line(accelerator, config: RunConfig, sharding=None) -> str:
     """'1 process, no distribution, precision fp32, on cpu' rather than accelerate's enum names."""
     world = accelerator.num_processes
-    kind = accelerator.distributed_type.value
+    kind = "FSDP2 (fully_shard)" if sharding is not None else accelerator.distributed_type.value
     precision = {"no": "fp32"}.get(config.train.mixed_precision, config.train.mixed_precision)
     return (f"{world} process{'es' if world != 1 else ''}, {_DISTRIBUTION.get(kind, kind)}, precision {precision}, "
             f"on {accelerator.device}")
@@ -427,17 +460,20 @@ class _Progress:
         self.task = self.bar.add_task("train", total=config.train.steps, completed=start, stats="")
         self.bar.start()
 
-    def update(self, step: int, loss: float, lr: float, rate: float, mfu: float | None = None) -> None:
+    def update(self, step: int, loss: float, lr: float, rate: float, mfu: float | None = None,
+               data_wait: float = 0.0) -> None:
         if mfu is not None:
             self.mfu = mfu
         if self.bar is not None:
-            self.bar.update(self.task, completed=step, stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s MFU {100 * self.mfu:.1f}%")
+            self.bar.update(self.task, completed=step, stats=f"loss {loss:.4f} lr {lr:.2e} {rate:.1f} samples/s "
+                            f"MFU {100 * self.mfu:.1f}% data wait {data_wait * 1000:.0f} ms/step")
         elif self.lines and (step % self.every == 0 or step == self.total):
             done = step - self.start_step
             elapsed = time.monotonic() - self.t0
             eta = elapsed / done * (self.total - step) if done else 0.0
             print(f"{self.name} step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.1f} samples/s  "
-                  f"MFU {100 * self.mfu:.1f}%  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
+                  f"MFU {100 * self.mfu:.1f}%  data wait {data_wait * 1000:.0f} ms/step  "
+                  f"elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -8,12 +8,16 @@
             state.json         step, samples_seen, data_position, cumulative FLOPs, wall-clock, skips
             config.json        the full run config (recipe hash inside state.json)
             optimizer.pt       full (unsharded) AdamW state, torch.save of tensors and numbers only
+                               (DDP and single-process runs)
+            sharded/           FSDP runs instead: backbone weights and AdamW state as each rank holds
+                               them (torch.distributed.checkpoint, one file per rank + .metadata);
+                               loads into any process count, and into DDP runs too
             scheduler.json     LR scheduler state
             ema.safetensors    full EMA weights (when train.ema)
             rng-rank<R>.json   python, numpy and torch (CPU and CUDA) RNG states of rank R
     <out>/checkpoints/latest   name of the newest complete checkpoint
 
-Every rank takes part in gathering the full state (FSDP shards it) and writes its own RNG file into a
+Every rank takes part in gathering the full weights for model/ (FSDP shards them) and writes its own RNG file into a
 `.partial` directory; rank 0 renames it into place after all ranks are done and only then updates
 `latest`, so a crash mid-save (or a kill -9) leaves the previous checkpoint as it was.
 """
@@ -35,6 +39,7 @@ from t2ibench.errors import UserError
 from t2ibench.model import replace_dir
 
 STATE_DIR = "training_state"
+SHARDED = "sharded"
 LATEST = "latest"
 
 
@@ -231,13 +236,21 @@ def save_checkpoint(accelerator, out: Path, *, model, backbone, optimizer, sched
     # Collectives first, on every rank: full weights, EMA weights, optimizer state.
     weights = full_model_state(backbone)
     ema_weights = ema.full_state(weights) if ema is not None else None
-    optim_state = get_optimizer_state_dict(backbone, _raw_optimizer(optimizer), options=_options())
+    sharded = _is_sharded(backbone)
+    if sharded:  # each rank writes its own shards of the weights and the optimizer state
+        import torch.distributed.checkpoint as dcp
+
+        dcp.save(_sharded_state(backbone, optimizer), checkpoint_id=str(partial / STATE_DIR / SHARDED))
+        optim_state = None
+    else:
+        optim_state = get_optimizer_state_dict(backbone, _raw_optimizer(optimizer), options=_options())
     _write_json(partial / STATE_DIR / f"rng-rank{accelerator.process_index}.json", rng_state())
     if rank0:
         from safetensors.torch import save_file
 
         _save_model_part(model, weights, ema_weights, partial / "model", embed_frozen)
-        torch.save(optim_state, partial / STATE_DIR / "optimizer.pt")
+        if optim_state is not None:
+            torch.save(optim_state, partial / STATE_DIR / "optimizer.pt")
         _write_json(partial / STATE_DIR / "scheduler.json", scheduler.state_dict())
         if ema_weights is not None:
             save_file({k: v.contiguous() for k, v in ema_weights.items()}, str(partial / STATE_DIR / "ema.safetensors"))
@@ -278,14 +291,35 @@ def load_checkpoint(ckpt: Path, accelerator, *, backbone, optimizer, scheduler, 
         if not (state_dir / "ema.safetensors").is_file():
             raise UserError(f"{ckpt} has no EMA state but train.ema=true")
         ema.load_full_state(load_file(str(state_dir / "ema.safetensors")))
-    load_full_model_state(backbone, weights)
-    optim_state = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
-    set_optimizer_state_dict(backbone, _raw_optimizer(optimizer), optim_state, options=_options())
+    if (state_dir / SHARDED).is_dir():  # an FSDP run's checkpoint: resharded to this run's layout by DCP
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        target = _sharded_state(backbone, optimizer)
+        dcp.load(target, checkpoint_id=str(state_dir / SHARDED))
+        set_model_state_dict(backbone, target["model"])
+        set_optimizer_state_dict(backbone, _raw_optimizer(optimizer), target["optim"])
+    else:
+        load_full_model_state(backbone, weights)
+        optim_state = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+        set_optimizer_state_dict(backbone, _raw_optimizer(optimizer), optim_state, options=_options())
     scheduler.load_state_dict(json.loads((state_dir / "scheduler.json").read_text()))
     rng_file = state_dir / f"rng-rank{accelerator.process_index}.json"
     if rng_file.is_file():  # absent when resuming with more processes than before
         set_rng_state(json.loads(rng_file.read_text()))
     return read_state(ckpt)
+
+
+def _is_sharded(module) -> bool:
+    return any(hasattr(p, "to_local") for p in module.parameters())
+
+
+def _sharded_state(backbone, optimizer) -> dict:
+    """This rank's part of the weights and optimizer state (DTensors under FSDP), for DCP."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    return {"model": get_model_state_dict(backbone),
+            "optim": get_optimizer_state_dict(backbone, _raw_optimizer(optimizer))}
 
 
 def _prune(root: Path, keep: int, newest: str) -> None:
