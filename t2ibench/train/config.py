@@ -358,7 +358,7 @@ def validate(config: RunConfig) -> None:
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise UserError(f"{key} must be >= {low}, got {value}")
-    for key, value in {"optim.eps": config.optim.eps, "log.peak_tflops": config.log.peak_tflops}.items():
+    for key, value in {"optim.eps": config.optim.eps}.items():
         if not value > 0:
             raise UserError(f"{key} must be > 0, got {value}")
     for key, value in {"optim.beta1": config.optim.beta1, "optim.beta2": config.optim.beta2}.items():
