@@ -1,0 +1,130 @@
+"""Count import circles and layer-violating ("back-up") imports in the t2ibench package.
+
+Layers come from DESIGN.md (top to bottom); an import may only go down. Run:
+    python3 .ci/import_graph.py [--list]
+Counts every import statement in the source, including those inside functions (grimp sees them all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+import grimp
+
+# Top to bottom. Modules on one line are independent siblings of one layer (imports between them are
+# not counted as back-up here; import-linter's contract checks their independence where it applies).
+LAYERS = [
+    ["cli", "__main__", "commands"],
+    ["demo"],
+    ["train", "data"],
+    ["evaluate"],
+    ["generate"],
+    ["checkpoints", "model", "metrics", "prompts", "leaderboard", "protocol", "images"],
+    ["store", "variants", "weights", "compat", "records"],
+    ["errors", "atomic", "paths"],
+]
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "t2ibench" or len(parts) == 1:
+        return None
+    for i, names in enumerate(LAYERS):
+        if parts[1] in names:
+            return i
+    return None
+
+
+def graph_file(module: str) -> str | None:
+    spec = importlib.util.find_spec(module)
+    return spec.origin if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--list", action="store_true", help="print each circle and back-up import")
+    args = parser.parse_args()
+    graph = grimp.build_graph("t2ibench", cache_dir=None)
+    modules = sorted(graph.modules)
+    # Circles: strongly connected components (size > 1) of the module graph.
+    index, low, stack, on_stack, sccs, counter = {}, {}, [], set(), [], [0]
+    sys.setrecursionlimit(10000)
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for m in modules:
+        if m not in index:
+            visit(m)
+    # Package __init__ re-exports make a package and its own submodules import each other; that is
+    # not a design circle, so count circles between modules that are not parent/child of each other.
+    circles = []
+    for comp in sccs:
+        pairs = [(a, b) for a in comp for b in graph.find_modules_directly_imported_by(a)
+                 if b in comp and not (b.startswith(a + ".") or a.startswith(b + "."))]
+        if pairs:
+            circles.append(comp)
+    # The same at package level (t2ibench.metrics.* as one node): metrics <-> prompts is a circle
+    # between packages even when no single module pair closes it.
+    top = lambda m: ".".join(m.split(".")[:2])
+    pkg_edges = {}
+    for a in modules:
+        for b in graph.find_modules_directly_imported_by(a):
+            if b.startswith("t2ibench.") and top(a) != top(b):
+                pkg_edges.setdefault(top(a), set()).add(top(b))
+    pkg_circles = sorted({tuple(sorted((a, b))) for a, bs in pkg_edges.items() for b in bs
+                          if a in pkg_edges.get(b, ())})
+    # Imports by name in a string (importlib.import_module("t2ibench.demo...")) that grimp cannot see.
+    by_string = []
+    for m in modules:
+        if layer_of(m) is None or layer_of(m) <= layer_of("t2ibench.demo"):
+            continue
+        path = graph_file(m)
+        if path and "t2ibench.demo" in open(path, encoding="utf-8").read():
+            by_string.append((m, "t2ibench.demo"))
+    unknown, upward = set(), list(by_string)
+    for importer in modules:
+        li = layer_of(importer)
+        for imported in graph.find_modules_directly_imported_by(importer):
+            lj = layer_of(imported)
+            if imported.startswith("t2ibench.") and lj is None:
+                unknown.add(imported.split(".")[1])
+            if li is not None and lj is not None and lj < li:
+                upward.append((importer, imported))
+    print(f"modules: {len(modules)}  import circles: {len(circles)} (between packages: {len(pkg_circles)})"
+          f"  back-up imports: {len(upward)} (of which by name in a string: {len(by_string)})")
+    if unknown:
+        print(f"modules in no layer: {sorted(unknown)}")
+    if args.list:
+        for comp in circles:
+            print("circle:", " <-> ".join(comp))
+        for a, b in pkg_circles:
+            print(f"package circle: {a} <-> {b}")
+        for a, b in upward:
+            print(f"back-up: {a} -> {b}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
