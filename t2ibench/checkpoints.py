@@ -134,48 +134,14 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
     raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
 
 
-def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
-    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
-    from t2ibench.generate import T2IModelSampler
-    from t2ibench.model import TextToImageModel
+def __getattr__(name: str):
+    # Loading moved to t2ibench.generate (it builds samplers; this module only hashes and checks paths).
+    if name == "load_checkpoint":
+        import importlib
+        import warnings
 
-    text = os.fspath(ckpt)
-    path = Path(text).expanduser()
-    kind = precheck(ckpt, ema)
-    if kind != "hub":
-        if kind == "t2ibench":
-            digest = t2ibench_hash(path, ema)
-            model = TextToImageModel.load(path, ema=ema, device=device)
-            sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
-            return sampler
-        return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
-    return _load_hub_pipeline(text, device)
+        warnings.warn("t2ibench.checkpoints.load_checkpoint is now t2ibench.generate.load_sampleable",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("t2ibench.generate").load_sampleable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
-    from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from t2ibench.generate import PipelineSampler
-
-    diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
-    transformers_logging.disable_progress_bar()
-    try:
-        pipe = DiffusionPipeline.from_pretrained(where)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{source}: cannot load as a diffusers pipeline ({str(exc).splitlines()[0][:160]})") from None
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    return PipelineSampler(pipe, source=source, ckpt_hash=ckpt_hash)
-
-
-def _load_hub_pipeline(repo_id: str, device: str):
-    from huggingface_hub import snapshot_download
-
-    try:
-        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
-    except Exception as exc:  # offline, unknown repo, gated: one line
-        raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
-                        f"({type(exc).__name__}); download it or pass a local directory") from None
-    return _load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device)

@@ -1,6 +1,6 @@
 """Image generation under the study's protocol: DDIM, 50 steps, CFG 7.5, 256x256, image i seeded base_seed + i.
 
-    model = load_checkpoint("runs/x/checkpoint-1000")          # t2ibench checkpoint, diffusers dir or hub id
+    model = load_sampleable("runs/x/checkpoint-1000")          # t2ibench checkpoint, diffusers dir or hub id
     paths = generate(model, load_prompt_set("tifa-v1"), Protocol(), cache_dir=Path("out/images"))
 
 Reproducibility rules (all tested):
@@ -28,40 +28,15 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from t2ibench.atomic import atomic_open
 from t2ibench.errors import UserError
+from t2ibench.protocol import GENERATION_BATCH_SIZE, SAMPLERS, UNCOND_PROMPT, Protocol  # noqa: F401
 
-UNCOND_PROMPT = ""
-SAMPLERS = ("ddim",)
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Generation settings; every field is recorded in each result's manifest."""
-
-    sampler: str = "ddim"
-    steps: int = 50
-    cfg: float = 7.5
-    resolution: int = 256
-    base_seed: int = 0
-    eta: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise UserError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if int(self.steps) < 1:
-            raise UserError(f"steps must be at least 1, got {self.steps}")
-        if int(self.resolution) < 8 or int(self.resolution) % 8:
-            raise UserError(f"resolution must be a positive multiple of 8, got {self.resolution}")
-        if not 0.0 <= float(self.eta) <= 1.0:
-            raise UserError(f"eta must be in [0, 1], got {self.eta}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# The protocol (one dataclass, its defaults the paper's) lives in t2ibench.protocol; re-exported here.
 
 
 def _sha256_json(obj: Any) -> str:
@@ -213,9 +188,54 @@ def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu") -> S
 
     if isinstance(model_or_ckpt, TextToImageModel):
         return T2IModelSampler(model_or_ckpt, ema=ema)
-    from t2ibench.checkpoints import load_checkpoint
+    return load_sampleable(model_or_ckpt, ema=ema, device=device)
 
-    return load_checkpoint(model_or_ckpt, ema=ema, device=device)
+
+def load_sampleable(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu"):
+    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError."""
+    from t2ibench.checkpoints import precheck, t2ibench_hash, tree_sha256
+    from t2ibench.model import TextToImageModel
+
+    text = os.fspath(ckpt)
+    path = Path(text).expanduser()
+    kind = precheck(ckpt, ema)
+    if kind != "hub":
+        if kind == "t2ibench":
+            digest = t2ibench_hash(path, ema)
+            model = TextToImageModel.load(path, ema=ema, device=device)
+            sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
+            return sampler
+        return _load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device)
+    return _load_hub_pipeline(text, device)
+
+
+def _load_pipeline(where: str, *, source: str, ckpt_hash: str, device: str):
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # our own progress bars are the ones that count
+    transformers_logging.disable_progress_bar()
+    try:
+        pipe = DiffusionPipeline.from_pretrained(where)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{source}: cannot load as a diffusers pipeline ({str(exc).splitlines()[0][:160]})") from None
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    return PipelineSampler(pipe, source=source, ckpt_hash=ckpt_hash)
+
+
+def _load_hub_pipeline(repo_id: str, device: str):
+    from huggingface_hub import snapshot_download
+
+    from t2ibench.checkpoints import tree_sha256
+
+    try:
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
+    except Exception as exc:  # offline, unknown repo, gated: one line
+        raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
+                        f"({type(exc).__name__}); download it or pass a local directory") from None
+    return _load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device)
 
 
 # -- the sampling loop ---------------------------------------------------------------------------

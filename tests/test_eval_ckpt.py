@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_t2i import tiny_model, tiny_spec, tiny_text_encoder, write_question_file  # noqa: E402
 
+import t2ibench.demo  # noqa: E402,F401  (registers the "shapes-measure" VQA backend)
 from t2ibench.cli import main  # noqa: E402
 from t2ibench.errors import UserError  # noqa: E402
 from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate  # noqa: E402

@@ -180,7 +180,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(data, tmp_path):
 def test_in_training_evaluation_writes_the_store(tmp_path):
     import json
 
-    from t2ibench.demo.shapes import ShapesWorld, write_eval_set, write_training_set
+    from t2ibench.demo.datasets import write_eval_set, write_training_set
+    from t2ibench.demo.shapes import ShapesWorld
     from t2ibench.store import ResultsStore
 
     world = ShapesWorld()

@@ -2,8 +2,8 @@
 
 `--images DIR` scores a folder of existing images against `--prompts` (a prompt-set name or a
 .txt/.csv/.tsv/.jsonl/.json file). Images are named `<prompt id>.png` or `<index>.png` (00000.png is
-the first prompt); see t2ibench/images.py. `--ckpt PATH` (generate, then score) is added by the
-generation/eval work: see `eval_ckpt`.
+the first prompt); see t2ibench/images.py. `--ckpt PATH` generates under the protocol, then scores.
+Both go through the one driver, t2ibench/evaluate.py; this module only parses and prints.
 
 Weights and options per metric: `--weights METRIC.KEY=PATH` (e.g. `imagereward.imagereward=/w/ImageReward.pt`,
 or a directory holding the file) and `--option METRIC.KEY=VALUE` (e.g. `fid.real_images=/data/coco_val_256`,
@@ -15,15 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from t2ibench.errors import UserError
-
-RESULTS_FILE = "results.json"
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a folder of images (or a checkpoint) with the selected metrics",
@@ -46,9 +40,30 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "ckpt", None):
-        return eval_ckpt(args)
-    return eval_images(args)
+    """Parse the arguments into the driver's inputs, call `t2ibench.evaluate`, print its summary."""
+    from t2ibench.commands import load_plugins
+    from t2ibench.evaluate import RESULTS_FILE, MetricSelection, evaluate, evaluate_images, resolve_device
+
+    load_plugins()  # VQA backends named by --tifa-vqa may come from the demo
+    selection = MetricSelection.parse(args.metrics, weights=args.weights, options=_option_items(args))
+    common = dict(limit=args.limit, device=resolve_device(args.device), score_batch_size=args.batch_size,
+                  progress=args.format != "json")
+    if args.ckpt:
+        from t2ibench.commands.generate import protocol_from_args
+
+        out_dir = args.out or Path("results") / "eval" / Path(args.ckpt.rstrip("/")).name
+        record = evaluate(args.ckpt, selection, prompts=args.prompts, prompts_dir=args.prompts_dir,
+                          protocol=protocol_from_args(args, args.ckpt), out_dir=out_dir, db=args.db, run=args.run,
+                          variant=args.variant, step=args.step, train_flops=args.train_flops,
+                          batch_size=args.gen_batch_size, ema=args.ema, image_dir=args.image_cache,
+                          store=not args.no_store, **common)
+        if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: the main process reports
+            return 0
+    else:
+        out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
+        record = evaluate_images(args.images, selection, prompts=args.prompts, out_dir=out_dir, **common)
+    _print_summary(record, selection.names, Path(out_dir) / RESULTS_FILE, args.format)
+    return 0
 
 
 def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,179 +83,27 @@ def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--tifa-vqa", metavar="NAME", help="TIFA VQA backend (e.g. blip-vqa-capfilt-large, shapes-measure)")
 
 
-def scorer_options_from_args(args: argparse.Namespace, metrics: list[str]) -> dict[str, dict]:
-    """`--option metric.key=value` plus the TIFA shorthands, for both the --ckpt and --images paths."""
-    options = {m: {k: _option_value(v) for k, v in kv.items()}
-               for m, kv in parse_assignments(args.option, "option", metrics).items()}
+def _option_items(args: argparse.Namespace) -> list[str]:
+    """`--option metric.key=value` plus the TIFA shorthands, as METRIC.KEY=VALUE items."""
+    items = list(args.option)
     for flag, key in (("tifa_questions", "questions"), ("tifa_vqa", "vqa")):
-        if getattr(args, flag, None):
-            if "tifa" not in metrics:
+        value = getattr(args, flag, None)
+        if value:
+            if "tifa" not in [m.strip() for m in args.metrics.split(",")]:
                 raise UserError(f"--{flag.replace('_', '-')} needs tifa among --metrics")
-            options.setdefault("tifa", {})[key] = getattr(args, flag)
-    return options
+            items.append(f"tifa.{key}={value}")
+    return items
 
 
-def eval_ckpt(args: argparse.Namespace) -> int:
-    """Generate images for a checkpoint under the protocol (cached, resumable), then score them."""
-    from t2ibench.commands.generate import protocol_from_args
-    from t2ibench.evaluate import evaluate
-    from t2ibench.metrics import parse_metrics
-
-    metrics = parse_metrics(args.metrics)
-    weights = parse_assignments(args.weights, "weights", metrics)
-    options = scorer_options_from_args(args, metrics)
-    protocol = protocol_from_args(args, args.ckpt)
-    out_dir = args.out or Path("results") / "eval" / Path(args.ckpt.rstrip("/")).name
-    result = evaluate(args.ckpt, metrics, prompts=args.prompts, prompts_dir=args.prompts_dir, protocol=protocol,
-                      out_dir=out_dir, limit=args.limit, db=args.db, run=args.run, variant=args.variant,
-                      step=args.step, train_flops=args.train_flops, scorer_options=options,
-                      device=resolve_device(args.device), batch_size=args.gen_batch_size, ema=args.ema,
-                      weights=weights, image_dir=args.image_cache, score_batch_size=args.batch_size,
-                      store=not args.no_store, progress=args.format != "json")
-    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
-               for m, r in result["metrics"].items() if m in metrics}
-    path = Path(out_dir) / RESULTS_FILE
-    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: the main process reports
-        return 0
-    if args.format == "json":
-        print(json.dumps({"results": str(path), "manifest_hash": result["manifest_hash"], "metrics": summary}, indent=1))
+def _print_summary(record: dict, names: list[str], path: Path, fmt: str) -> None:
+    summary = {m: {k: r[k] for k in ("value", "version", "n_items", "n_skipped")}
+               for m, r in record["metrics"].items() if m in names}
+    if fmt == "json":
+        out = {"results": str(path), "metrics": summary}
+        if "manifest_hash" in record:
+            out = {"results": str(path), "manifest_hash": record["manifest_hash"], "metrics": summary}
+        print(json.dumps(out, indent=1))
     else:
         for m, s in summary.items():
             print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
         print(f"wrote {path}")
-    return 0
-
-
-# -- helpers shared by both paths -------------------------------------------------------------------
-
-def parse_assignments(items: list[str], what: str, metrics: list[str]) -> dict[str, dict[str, str]]:
-    """['fid.resize=torch-fidelity'] -> {'fid': {'resize': 'torch-fidelity'}}."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        metric, dot, key = head.rpartition(".")
-        if not (sep and dot and metric and key and value):
-            raise UserError(f"--{what} {item!r}: expected METRIC.KEY=VALUE")
-        if metric not in metrics:
-            raise UserError(f"--{what} {item!r}: {metric} is not among --metrics {','.join(metrics)}")
-        out.setdefault(metric, {})[key] = value
-    return out
-
-
-def _option_value(value: str) -> Any:
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def check_weights(metrics: list[str], weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> None:
-    """Every weight file of every metric, found before any model is built (MissingWeightsError otherwise)."""
-    from t2ibench.metrics import scorer_class
-    from t2ibench.weights import resolve
-
-    for name in metrics:
-        cls = scorer_class(name)
-        files = cls.weight_files(**options.get(name, {}))
-        known = {wf.key for wf in files}
-        for key in weights.get(name, {}):
-            if key not in known:
-                raise UserError(f"--weights {name}.{key}: {name} has no weights {key!r}; known: {', '.join(sorted(known))}")
-        for wf in files:
-            explicit = weights.get(name, {}).get(wf.key)
-            resolve(wf, Path(explicit) if explicit else None, metric=name)
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for pkg in ("t2ibench", "torch", "open_clip_torch", "transformers", "torch-fidelity", "image-reward", "hpsv2"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def score_metrics(metrics: list[str], paths: list[Path], prompts: list, device: str, batch_size: int | None,
-                  weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
-    """Build each scorer, stream the images through it, and collect its result (and the unreadable images)."""
-    from t2ibench.images import load_image
-    from t2ibench.metrics import scorer_class
-
-    results: dict[str, Any] = {}
-    unreadable: set[str] = set()
-
-    def images():  # decoded per metric, so memory stays one batch deep
-        for p in paths:
-            image = load_image(p)
-            if image is None:
-                unreadable.add(p.name)
-            yield image
-
-    for name in metrics:
-        t0 = time.time()
-        scorer = scorer_class(name)(device=device, weights=weights.get(name), **options.get(name, {}))
-        result = scorer.score(images(), prompts, batch_size=batch_size)
-        d = result.to_dict()
-        d["weights"] = {k: {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None}
-                        for k, p in scorer.paths.items()}
-        d["seconds"] = round(time.time() - t0, 3)
-        results[name] = d
-        print(f"{name}: {result.value:.6g} over {result.n_items} images ({result.n_skipped} skipped) "
-              f"[{result.version}]", file=sys.stderr)
-        del scorer
-    return results, sorted(unreadable)
-
-
-def eval_images(args: argparse.Namespace) -> int:
-    """Score the images of `args.images` against `args.prompts`; write results.json under `args.out`."""
-    from t2ibench.images import load_prompts, match_images
-    from t2ibench.metrics import parse_metrics
-
-    metrics = parse_metrics(args.metrics)
-    weights = parse_assignments(args.weights, "weights", metrics)
-    options = scorer_options_from_args(args, metrics)
-    if args.prompts:
-        prompts = load_prompts(args.prompts, limit=args.limit)
-    elif getattr(args, "tifa_questions", None):  # a TIFA question file brings its own prompts
-        from t2ibench.prompts import prompts_from_tifa_questions
-
-        prompts = prompts_from_tifa_questions(args.tifa_questions, limit=args.limit)
-    else:
-        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
-    match = match_images(args.images, list(prompts))
-    check_weights(metrics, weights, options)  # stop before any model is loaded
-    out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
-    device = resolve_device(args.device)
-
-    results, unreadable = score_metrics(metrics, match.paths, match.prompts, device, args.batch_size, weights, options)
-    record = {
-        "source": {"images": str(Path(args.images).resolve()), "prompts": args.prompts, "matched_by": match.by},
-        "prompt_set": prompts.describe() if hasattr(prompts, "describe") else None,
-        "n_prompts": len(prompts), "n_images": len(match.paths), "prompts_without_image": match.prompts_without_image,
-        "n_skipped": len(unreadable), "skipped_images": unreadable,
-        "metrics": results,
-        "manifest": {"device": device, "batch_size": args.batch_size, "packages": package_versions(),
-                     "scorers": {m: r["version"] for m, r in results.items()}, "options": options},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    path = Path(out_dir) / RESULTS_FILE
-    from t2ibench.atomic import write_json_atomic
-
-    write_json_atomic(path, record)
-    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
-               for m, r in results.items()}
-    if args.format == "json":
-        print(json.dumps({"results": str(path), "metrics": summary}, indent=1))
-    else:
-        for m, s in summary.items():
-            print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
-        print(f"wrote {path}")
-    return 0

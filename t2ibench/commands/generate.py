@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULTS = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "resolution": 256, "seed": 0, "eta": 0.0}
+from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS, SAMPLERS
+
+D = PROTOCOL_DEFAULTS  # the flag defaults are the protocol's own (t2ibench/protocol.py)
 
 
 def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = True) -> None:
@@ -25,20 +27,21 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
     p.add_argument("--prompts-dir", metavar="DIR",
                    help="local copies of the prompt sets (layout of shared/data/prompts); default $T2IBENCH_PROMPTS_DIR, else fetch")
     g = p.add_argument_group("protocol (recorded in every result)")
-    g.add_argument("--sampler", default=DEFAULTS["sampler"], choices=("ddim",))
-    g.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
-    g.add_argument("--cfg", type=float, default=DEFAULTS["cfg"], help="classifier-free guidance scale (default 7.5)")
-    g.add_argument("--resolution", default=str(DEFAULTS["resolution"]),
-                   help="image side in pixels (default 256); 'native' = the checkpoint's training resolution")
-    g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
-    g.add_argument("--eta", type=float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
-    p.add_argument("--gen-batch-size", type=int, default=8, metavar="N", help="images per generation batch (default 8)")
+    g.add_argument("--sampler", default=D.sampler, choices=SAMPLERS)
+    g.add_argument("--steps", type=int, default=D.steps, help=f"sampling steps (default {D.steps})")
+    g.add_argument("--cfg", type=float, default=D.cfg, help=f"classifier-free guidance scale (default {D.cfg})")
+    g.add_argument("--resolution", default=str(D.resolution),
+                   help=f"image side in pixels (default {D.resolution}); 'native' = the checkpoint's training resolution")
+    g.add_argument("--seed", type=int, default=D.base_seed, help=f"base seed: image i gets seed+i (default {D.base_seed})")
+    g.add_argument("--eta", type=float, default=D.eta, help=f"DDIM eta (default {D.eta:g}: deterministic)")
+    p.add_argument("--gen-batch-size", type=int, default=GENERATION_BATCH_SIZE, metavar="N",
+                   help=f"images per generation batch (default {GENERATION_BATCH_SIZE})")
     p.add_argument("--image-cache", type=Path, metavar="DIR", help="where generated images are cached")
 
 
 def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     from t2ibench.errors import UserError
-    from t2ibench.generate import Protocol
+    from t2ibench.protocol import Protocol
 
     res = str(args.resolution)
     if res == "native":
@@ -64,14 +67,6 @@ def native_resolution(ckpt: str | None) -> int:
     return int(json.loads(path.read_text()).get("resolution", 256))
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate images for a prompt set under the evaluation protocol",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from t2ibench.atomic import write_json_atomic
-    from t2ibench.evaluate import _distributed
+    from t2ibench.evaluate import processes, resolve_device
     from t2ibench.generate import as_sampleable, generate, settings_key
     from t2ibench.prompts import load_prompt_set
 
     protocol = protocol_from_args(args, args.ckpt)
     pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
-    dist, device = _distributed(None, resolve_device(args.device))
+    dist, device = processes(None, resolve_device(args.device))
     model = as_sampleable(args.ckpt, ema=args.ema, device=device)
     cache_root = args.image_cache or args.out
     t0 = time.time()

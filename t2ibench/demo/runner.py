@@ -204,7 +204,7 @@ class Demo:
 
     # -- 1. data ---------------------------------------------------------------------------------------
     def make_data(self) -> dict[str, Path]:
-        from t2ibench.demo.shapes import write_eval_set, write_training_set
+        from t2ibench.demo.datasets import write_eval_set, write_training_set
 
         world = self.s.world()
         t0 = time.time()

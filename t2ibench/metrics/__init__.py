@@ -26,6 +26,13 @@ def scorer_class(name: str) -> type[Scorer]:
     return getattr(importlib.import_module(module), cls)
 
 
+def default_prompt_set(name: str) -> str:
+    """The prompt set a metric is scored on unless told otherwise: the paper's, else the scorer's own."""
+    from t2ibench.prompts import PAPER_PROMPT_SETS
+
+    return PAPER_PROMPT_SETS.get(name) or scorer_class(name).default_prompt_set
+
+
 def parse_metrics(spec: str) -> list[str]:
     """'clip,fid' -> ['clip', 'fid'], with unknown names rejected before any work."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -37,4 +44,4 @@ def parse_metrics(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["SCORERS", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "parse_metrics", "scorer_class"]
+__all__ = ["SCORERS", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "default_prompt_set", "parse_metrics", "scorer_class"]

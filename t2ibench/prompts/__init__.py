@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import PromptRecord
+from t2ibench.prompts.record import PromptRecord
 from t2ibench.prompts import formats, sources
 from t2ibench.prompts.sources import manifest_names, read_manifest
 
@@ -60,12 +60,16 @@ class PromptSet:
         return d
 
 
-def default_prompt_set(metric: str) -> str:
-    if metric in PAPER_PROMPT_SETS:
-        return PAPER_PROMPT_SETS[metric]
-    from t2ibench.metrics import scorer_class
+def __getattr__(name: str):
+    # `prompts` sits below `metrics` and no longer imports it; the metric's default set is the metric's to say.
+    if name == "default_prompt_set":
+        import importlib
+        import warnings
 
-    return scorer_class(metric).default_prompt_set
+        warnings.warn("t2ibench.prompts.default_prompt_set moved to t2ibench.metrics.default_prompt_set",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("t2ibench.metrics").default_prompt_set
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_registered(name: str) -> bool:
@@ -138,5 +142,5 @@ def prompts_from_tifa_questions(path: str | os.PathLike[str], limit: int | None 
     return pset
 
 
-__all__ = ["PAPER_PROMPT_SETS", "PromptRecord", "PromptSet", "default_prompt_set", "is_registered",
+__all__ = ["PAPER_PROMPT_SETS", "PromptRecord", "PromptSet", "is_registered",
            "load_prompt_set", "manifest_names", "prompts_from_tifa_questions", "read_manifest", "resolve_file"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import PromptRecord
+from t2ibench.prompts.record import PromptRecord
 
 TEXT_KEYS = ("prompt", "text", "caption", "Prompt", "Text", "Caption")
 
