@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 
 import grimp
@@ -101,7 +102,7 @@ def main() -> int:
         if layer_of(m) is None or layer_of(m) <= layer_of("t2ibench.demo"):
             continue
         path = graph_file(m)
-        if path and "t2ibench.demo" in open(path, encoding="utf-8").read():
+        if path and re.search(r"[\"']t2ibench\.demo", open(path, encoding="utf-8").read()):
             by_string.append((m, "t2ibench.demo"))
     unknown, upward = set(), list(by_string)
     for importer in modules:

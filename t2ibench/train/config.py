@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from t2ibench.errors import UserError
+from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS
 
 
 def _run_only(default: Any = dataclasses.MISSING, **kw) -> Any:
@@ -120,13 +121,33 @@ class EvalConfig:
     prompts: str | None = _run_only(None)  # prompt set name (None: each metric's default)
     limit: int | None = _run_only(64)  # prompts per evaluation
     db: str | None = _run_only(None)  # results store (None: $T2IBENCH_DB or ./results)
-    steps: int = _run_only(50)  # DDIM steps (protocol: 50)
-    cfg: float = _run_only(7.5)
-    seed: int = _run_only(0)
-    batch_size: int = _run_only(8)  # images per generation batch
+    # sampling: the protocol's defaults (t2ibench/protocol.py)
+    steps: int = _run_only(PROTOCOL_DEFAULTS.steps)  # DDIM steps
+    cfg: float = _run_only(PROTOCOL_DEFAULTS.cfg)
+    seed: int = _run_only(PROTOCOL_DEFAULTS.base_seed)
+    batch_size: int = _run_only(GENERATION_BATCH_SIZE)  # images per generation batch
     prompts_dir: str | None = _run_only(None)  # where prompt sets live (None: t2ibench's default)
     # Per-scorer options as JSON, e.g. {"tifa": {"vqa": "shapes-measure", "questions": "q.json"}}
     options: str | None = _run_only(None)
+
+    def scorer_options(self) -> dict[str, dict[str, Any]] | None:
+        """`options` parsed: {metric: {key: value}}."""
+        if not self.options:
+            return None
+        try:
+            options = json.loads(self.options)
+        except ValueError:
+            raise UserError(f"eval.options is not JSON: {self.options!r}") from None
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise UserError(f'eval.options must be a JSON object of objects like {{"tifa": {{"vqa": "..."}}}}, '
+                            f"got {self.options!r}")
+        return options
+
+    def protocol(self, resolution: int):
+        """The generation protocol of these evaluations at the run's resolution."""
+        from t2ibench.protocol import Protocol
+
+        return Protocol(steps=self.steps, cfg=self.cfg, resolution=resolution, base_seed=self.seed)
 
 
 @dataclass
@@ -174,6 +195,10 @@ class RunConfig:
     def recipe_hash(self) -> str:
         text = json.dumps(self.recipe(), sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def validate(self):
+        """See `validate`: every value this run will use, checked before anything is built."""
+        return validate(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
@@ -304,8 +329,13 @@ def _coerce(value: Any, hint, key: str):
     raise UserError(f"{key}: cannot parse a value of type {_type_name(hint)}")
 
 
-def validate(config: RunConfig) -> None:
-    """Checks that need more than one field; raised before anything is built."""
+def validate(config: RunConfig):
+    """Everything a run will use, checked before anything is built (step 1 is hours of work away).
+
+    Returns the evaluations' metric selection (names, options and weight files found), or None when
+    the run does not evaluate. One function, one section per concern: add new checks to a section.
+    """
+    # -- choices ---------------------------------------------------------------------------------------
     choices = {"train.mixed_precision": ("bf16", "fp16", "no"), "train.distributed": ("ddp", "fsdp"),
                "data.kind": ("auto", "folder", "webdataset", "parquet")}
     for key, allowed in choices.items():
@@ -313,6 +343,7 @@ def validate(config: RunConfig) -> None:
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    # -- ranges ----------------------------------------------------------------------------------------
     positive = {"resolution": config.resolution, "train.global_batch": config.train.global_batch,
                 "train.micro_batch": config.train.micro_batch, "data.synthetic_top_k": config.data.synthetic_top_k}
     for key, value in positive.items():
@@ -325,3 +356,15 @@ def validate(config: RunConfig) -> None:
             raise UserError(f"{key} must be between 0 and 1, got {value}")
     if config.optim.lr <= 0 or config.optim.warmup_steps < 0:
         raise UserError("optim.lr must be > 0 and optim.warmup_steps >= 0")
+    # -- in-training evaluation: metrics, their options and weights, the protocol -----------------------
+    if config.eval.every < 0:
+        raise UserError(f"eval.every must be >= 0 (0 disables evaluation), got {config.eval.every}")
+    if not config.eval.every:
+        return None
+    from t2ibench.evaluate import MetricSelection
+
+    config.eval.protocol(config.resolution)  # steps, resolution: the protocol's own checks
+    if config.eval.batch_size < 1:
+        raise UserError(f"eval.batch_size must be >= 1, got {config.eval.batch_size}")
+    selection = MetricSelection.parse(config.eval.metrics, options=config.eval.scorer_options())
+    return selection.resolve_weights()
