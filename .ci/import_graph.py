@@ -1,6 +1,7 @@
 """Count import circles and layer-violating ("back-up") imports in the t2ibench package.
 
-Layers come from DESIGN.md (top to bottom); an import may only go down. Run:
+Layers come from DESIGN.md, as pyproject.toml's import-linter contract lists them (top to bottom); an
+import may only go down. `lint-imports` enforces the rule; this script counts, for before/after reports. Run:
     python3 .ci/import_graph.py [--list]
 Counts every import statement in the source, including those inside functions (grimp sees them all).
 """
@@ -11,21 +12,23 @@ import argparse
 import importlib.util
 import re
 import sys
+import tomllib
+from pathlib import Path
 
 import grimp
 
-# Top to bottom. Modules on one line are independent siblings of one layer (imports between them are
-# not counted as back-up here; import-linter's contract checks their independence where it applies).
-LAYERS = [
-    ["cli", "__main__", "commands"],
-    ["demo"],
-    ["train", "data"],
-    ["evaluate"],
-    ["generate"],
-    ["checkpoints", "model", "metrics", "prompts", "leaderboard", "protocol", "images"],
-    ["store", "variants", "weights", "compat", "records"],
-    ["errors", "atomic", "paths"],
-]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_layers() -> list[list[str]]:
+    """The layers contract of pyproject.toml ([tool.importlinter]), top to bottom: one source of truth.
+    Siblings of one layer ("a | b" or "a : b") are not counted as back-up imports of each other here."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    return [[name.strip() for name in re.split(r"[|:]", layer)] for layer in contract["layers"]]
+
+
+LAYERS = read_layers()
 
 
 def layer_of(module: str) -> int | None:

@@ -66,7 +66,7 @@ class HubVQABackend(VQABackend):
 
 
 # name -> "module:Class" (imported on use), or a VQABackend subclass. Packages above the core add their
-# own with `register_vqa_backend` (the demo registers "shapes-measure" when t2ibench.demo is imported).
+# own with `register_vqa_backend` (the demo registers "shapes-measure" when the demo package is imported).
 VQA_BACKENDS: dict[str, str | type[VQABackend]] = {
     # The TIFA repo's "blip-large" and "blip-base" (transformers BlipForQuestionAnswering).
     "blip-vqa-capfilt-large": "t2ibench.metrics.tifa.blip:BlipVQACapfiltLarge",
