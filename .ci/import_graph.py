@@ -12,10 +12,10 @@ import argparse
 import importlib.util
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import grimp
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,9 @@ def main() -> int:
             circles.append(comp)
     # The same at package level (t2ibench.metrics.* as one node): metrics <-> prompts is a circle
     # between packages even when no single module pair closes it.
-    top = lambda m: ".".join(m.split(".")[:2])
+    def top(m: str) -> str:
+        return ".".join(m.split(".")[:2])
+
     pkg_edges = {}
     for a in modules:
         for b in graph.find_modules_directly_imported_by(a):

@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def build(channels: int, device: str):
-    from tiny_t2i import tiny_text_encoder, tiny_vae
-
     from t2ibench.model import build_model
     from t2ibench.variants import get_variant
+    from tiny_t2i import tiny_text_encoder, tiny_vae
 
     te = tiny_text_encoder(width=64)
     spec = get_variant("sdxl").scaled(channels=channels, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,

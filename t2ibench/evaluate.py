@@ -259,7 +259,6 @@ def _weights_digest(paths: dict[str, Path]) -> dict[str, str]:
 def _score(name: str, scorer, image_paths: list[Path], records, batch_size, progress: bool,
            unreadable: set[str] | None = None):
     from t2ibench.generate import _progress
-
     from t2ibench.images import load_image
 
     def images():  # decoded per metric, so memory stays one batch deep; None (unreadable) is skipped and counted

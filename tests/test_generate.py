@@ -16,12 +16,10 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_t2i import tiny_model, tiny_sd_pipeline_dir  # noqa: E402
-
 from t2ibench.errors import UserError  # noqa: E402
-from t2ibench.generate import (Protocol, T2IModelSampler, generate, initial_noise, plan, sample_batch,  # noqa: E402
-                               settings_key)
+from t2ibench.generate import Protocol, T2IModelSampler, generate, initial_noise, plan, sample_batch, settings_key  # noqa: E402
 from t2ibench.prompts import load_prompt_set  # noqa: E402
+from tiny_t2i import tiny_model, tiny_sd_pipeline_dir  # noqa: E402
 
 P = Protocol(steps=4, resolution=16)
 PROMPTS = [f"a {c} circle and a {s}" for c in ("red", "green", "blue") for s in ("square", "triangle")]

@@ -11,12 +11,18 @@ import pytest
 import torch
 
 from t2ibench.errors import UserError
-from train_helpers import png_bytes, shape_image, write_folder
 from t2ibench.train.config import RunConfig, apply_overrides
 from t2ibench.train.data import (
-    SampleRules, StepBatches, TrainingData, check_usable, choose_caption, collate, epoch_order, index_dataset,
+    SampleRules,
+    StepBatches,
+    TrainingData,
+    check_usable,
+    choose_caption,
+    collate,
+    epoch_order,
+    index_dataset,
 )
-
+from train_helpers import png_bytes, shape_image, write_folder
 
 # -- config ------------------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from t2ibench.errors import UserError
-from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
 from t2ibench.train.loop import TrainingDiverged, train
+from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_resume_is_exact(data, straight, tmp_path):
     train(make_config(data, out, **{"train.steps": 2}))
     resumed = train(make_config(data, out), resume=True)
     assert resumed.step == 4 and resumed.samples_seen == straight.samples_seen
-    assert [l for _, l in resumed.losses] == [l for s, l in straight.losses if s > 2]
+    assert [loss for _, loss in resumed.losses] == [loss for s, loss in straight.losses if s > 2]
     assert _equal(backbone_weights(resumed.checkpoint), backbone_weights(straight.checkpoint))
     assert _equal(*(backbone_weights(r.checkpoint, "ema_backbone") for r in (resumed, straight)))
     a = torch.load(resumed.checkpoint / "training_state" / "optimizer.pt", weights_only=True)

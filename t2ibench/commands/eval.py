@@ -19,6 +19,7 @@ from pathlib import Path
 
 from t2ibench.errors import UserError
 
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a folder of images (or a checkpoint) with the selected metrics",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

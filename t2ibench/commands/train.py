@@ -63,8 +63,8 @@ def _parse_rest(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from t2ibench.errors import UserError
     from t2ibench.commands import load_plugins
+    from t2ibench.errors import UserError
     from t2ibench.train.config import RunConfig, apply_overrides, validate
 
     args = _parse_rest(args)

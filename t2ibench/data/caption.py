@@ -25,11 +25,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2ibench.errors import UserError
 from t2ibench.data.progress import shard_progress
-from t2ibench.data.readers import (SYN_COLUMN, SYN_EXT, SYN_FORMAT_VERSION, Shard, ShardStats,
-                                       atomic_write_bytes, atomic_write_json, decode_image, open_dataset)
+from t2ibench.data.readers import (
+    SYN_COLUMN,
+    SYN_EXT,
+    SYN_FORMAT_VERSION,
+    Shard,
+    ShardStats,
+    atomic_write_bytes,
+    atomic_write_json,
+    decode_image,
+    open_dataset,
+)
 from t2ibench.data.weights import BLIP2_OPT_2_7B, resolve_model
+from t2ibench.errors import UserError
 
 METHODS = ("beam", "sample")
 

@@ -5,10 +5,9 @@ Importing this package registers that backend as TIFA's `vqa` option "shapes-mea
 never imports the demo; the `t2ibench` command imports it at start-up).
 """
 
+from t2ibench.demo.shapes import DEFAULT_COLORS, PALETTE, SHAPES, Scene, SceneSpec, ShapesWorld
 from t2ibench.metrics.tifa.vqa import register_vqa_backend
 
 register_vqa_backend("shapes-measure", "t2ibench.demo.measure_vqa:ShapesMeasureVQA")
-
-from t2ibench.demo.shapes import DEFAULT_COLORS, PALETTE, SHAPES, Scene, SceneSpec, ShapesWorld  # noqa: E402
 
 __all__ = ["DEFAULT_COLORS", "PALETTE", "SHAPES", "Scene", "SceneSpec", "ShapesWorld"]

@@ -302,8 +302,8 @@ class Demo:
     # -- 4. training ---------------------------------------------------------------------------------
     def train(self, variant: MicroVariant) -> float:
         """Train (or continue) one variant up to `steps`; returns its training wall-clock."""
-        from t2ibench.train.state import latest_checkpoint, read_state
         from t2ibench.train.loop import train
+        from t2ibench.train.state import latest_checkpoint, read_state
 
         config = self.run_config(variant)
         latest = latest_checkpoint(self.run_dir(variant))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.prompts.record import PromptRecord
 from t2ibench.prompts import formats, sources
+from t2ibench.prompts.record import PromptRecord
 from t2ibench.prompts.sources import manifest_names, read_manifest
 
 # The paper's prompt set per metric (DESIGN.md): TIFA and HPSv2 on TIFA v1.0, the rest on COCO-10K.

@@ -15,7 +15,15 @@ from pathlib import Path
 import torch
 
 from t2ibench.errors import UserError
-from t2ibench.model import OPENCLIP_H, SDXL_VAE, SDXL_VAE_SCALING, ModelInfo, NoiseSchedule, OpenClipTextEncoder, TextToImageModel
+from t2ibench.model import (
+    OPENCLIP_H,
+    SDXL_VAE,
+    SDXL_VAE_SCALING,
+    ModelInfo,
+    NoiseSchedule,
+    OpenClipTextEncoder,
+    TextToImageModel,
+)
 from t2ibench.train.config import RunConfig
 from t2ibench.variants import VariantSpec
 

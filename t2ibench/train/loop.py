@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import UserError
-from t2ibench.variants import VariantSpec, get_variant
 from t2ibench.train import state as ckpt_io
 from t2ibench.train.components import build_run_model
 from t2ibench.train.config import RunConfig, validate
 from t2ibench.train.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
 from t2ibench.train.ema import EMA
 from t2ibench.train.flops import account_for
+from t2ibench.variants import VariantSpec, get_variant
 
 
 class TrainingDiverged(UserError):
@@ -333,7 +333,14 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn(f"[bold]{config.run_name}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
