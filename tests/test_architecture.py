@@ -205,3 +205,19 @@ def test_protocol_defaults_have_one_home():
         PROTOCOL_DEFAULTS.eta, GENERATION_BATCH_SIZE)
     assert EvalConfig().protocol(PROTOCOL_DEFAULTS.resolution) == PROTOCOL_DEFAULTS
     assert json.loads(json.dumps(PROTOCOL_DEFAULTS.to_dict()))["steps"] == 50  # the paper's DDIM steps
+
+
+@pytest.mark.skipif(shutil.which("mkdocs") is None, reason="mkdocs not installed (pip install -e .[test])")
+def test_docs_site_builds_strict_with_links_checked(tmp_path):
+    result = subprocess.run(["mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "architecture" / "index.html").is_file()
+
+
+def test_readme_is_a_newcomer_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 250
+    assert "./install.sh && t2ibench demo" in readme and "./install.sh --browser && python3 -m pytest -q" in readme
+    # every page is reachable: mkdocs.yml's nav must list it (omitted_files: warn fails the strict build)
+    assert "(docs/architecture.md)" in readme

@@ -7,7 +7,7 @@ log-probabilities / length**length_penalty, length_penalty 1). ``sample``: nucle
 N times; the confidence is the mean token log-probability of each sample. Captions are sorted best
 first; empty and repeated captions are dropped, so a record may hold fewer than N.
 
-Output (the sidecar format agreed with t2ibench/train/data.py, also in the README):
+Output (the sidecar format agreed with t2ibench/train/data.py, also in docs/data.md):
 ``{"captions": [...], "scores": [...], "model": ..., "method": ..., "version": 1}``
 - folder: ``<stem>.syn.json`` beside each image, or with ``--out`` a mirrored copy of the folder (images,
   caption sidecars) with the records; resume unit: the image (an existing record is kept unless

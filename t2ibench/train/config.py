@@ -56,7 +56,7 @@ class ModelConfig:
     weights_dir: str | None = _run_only(None)  # explicit location of the frozen weights
     # DDPM noise schedule: the paper's "setup of LDM" (SD2-base) by default. Pixel-space runs want
     # DDPM's own `linear` 1e-4..0.02: the latent schedule leaves ~7% of the signal at t=T, and in pixel
-    # space the noise's per-image mean is then read as the image's colour (see the README).
+    # space the noise's per-image mean is then read as the image's colour (see docs/training.md).
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012

@@ -183,7 +183,7 @@ class UNetSpec(VariantSpec):
     norm_groups: int = 32
     attention: str = "transformer"  # "transformer" (SD2/SDXL) | "simple" (DeepFloyd IF)
     # DeepFloyd IF adds an attention-pooled text vector to the time embedding. Off everywhere in the
-    # registry (the study: no extra embeddings); see the README's IF-XL note for what it changes.
+    # registry (the study: no extra embeddings); see docs/variants.md, The IF-XL rows for what it changes.
     pooled_text_embedding: bool = False
 
     def __post_init__(self) -> None:
@@ -268,7 +268,7 @@ class UNetSpec(VariantSpec):
             config.update(transformer_layers_per_block=tuple(layers), use_linear_projection=True)
         else:
             # DeepFloyd IF-I's UNet settings, minus its T5 projection and pooled-text embedding
-            # (the study: no extra embeddings). See the README's IF-XL note.
+            # (the study: no extra embeddings). See docs/variants.md, The IF-XL rows.
             config.update(
                 act_fn="gelu",
                 resnet_time_scale_shift="scale_shift",
