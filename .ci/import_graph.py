@@ -41,6 +41,10 @@ def layer_of(module: str) -> int | None:
     return None
 
 
+def top(m: str) -> str:
+    return ".".join(m.split(".")[:2])
+
+
 def graph_file(module: str) -> str | None:
     spec = importlib.util.find_spec(module)
     return spec.origin if spec and spec.origin and spec.origin.endswith(".py") else None
@@ -91,9 +95,6 @@ def main() -> int:
             circles.append(comp)
     # The same at package level (t2ibench.metrics.* as one node): metrics <-> prompts is a circle
     # between packages even when no single module pair closes it.
-    def top(m: str) -> str:
-        return ".".join(m.split(".")[:2])
-
     pkg_edges = {}
     for a in modules:
         for b in graph.find_modules_directly_imported_by(a):
@@ -101,14 +102,20 @@ def main() -> int:
                 pkg_edges.setdefault(top(a), set()).add(top(b))
     pkg_circles = sorted({tuple(sorted((a, b))) for a, bs in pkg_edges.items() for b in bs
                           if a in pkg_edges.get(b, ())})
-    # Imports by name in a string (importlib.import_module("t2ibench.demo...")) that grimp cannot see.
-    by_string = []
+    # Imports by name in a string ("t2ibench.x.y:Class" registries, importlib.import_module) that grimp
+    # cannot see: a quoted module path of a higher layer. Those inside a `moved_names(...)` call are the
+    # deprecated old names kept for one release, counted apart.
+    by_string, aliases = [], []
     for m in modules:
-        if layer_of(m) is None or layer_of(m) <= layer_of("t2ibench.demo"):
-            continue
         path = graph_file(m)
-        if path and re.search(r"[\"']t2ibench\.demo", open(path, encoding="utf-8").read()):
-            by_string.append((m, "t2ibench.demo"))
+        if layer_of(m) is None or not path:
+            continue
+        text = open(path, encoding="utf-8").read()
+        shims = " ".join(re.findall(r"moved_names\(.*?\}\)", text, flags=re.S))
+        for target in sorted(set(re.findall(r"[\"'](t2ibench(?:\.\w+)+)[:\"']", text))):
+            lt = layer_of(target)
+            if lt is not None and lt < layer_of(m) and top(target) != top(m):
+                (aliases if target in shims else by_string).append((m, target))
     unknown, upward = set(), list(by_string)
     for importer in modules:
         li = layer_of(importer)
@@ -119,7 +126,8 @@ def main() -> int:
             if li is not None and lj is not None and lj < li:
                 upward.append((importer, imported))
     print(f"modules: {len(modules)}  import circles: {len(circles)} (between packages: {len(pkg_circles)})"
-          f"  back-up imports: {len(upward)} (of which by name in a string: {len(by_string)})")
+          f"  back-up imports: {len(upward)} (of which by name in a string: {len(by_string)})"
+          f"  deprecated aliases by name: {len(aliases)}")
     if unknown:
         print(f"modules in no layer: {sorted(unknown)}")
     if args.list:
@@ -129,6 +137,8 @@ def main() -> int:
             print(f"package circle: {a} <-> {b}")
         for a, b in upward:
             print(f"back-up: {a} -> {b}")
+        for a, b in aliases:
+            print(f"deprecated alias: {a} -> {b}")
     return 0
 
 

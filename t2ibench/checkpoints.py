@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.atomic import write_json_atomic
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
@@ -134,14 +135,6 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
     raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
 
 
-def __getattr__(name: str):
-    # Loading moved to t2ibench.generate (it builds samplers; this module only hashes and checks paths).
-    if name == "load_checkpoint":
-        import importlib
-        import warnings
-
-        warnings.warn("t2ibench.checkpoints.load_checkpoint is now t2ibench.generate.load_sampleable",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("t2ibench.generate").load_sampleable
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Loading moved to t2ibench.generate (it builds samplers; this module only hashes and checks paths).
+__getattr__ = moved_names(__name__, {"load_checkpoint": "t2ibench.generate:load_sampleable"})
 

@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def offline_empty(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("T2IBENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path
-
-
-@pytest.fixture
 def loads(monkeypatch):
     """Records every model load on the eval path (the generator's checkpoint, each scorer) and every
     weight lookup, without changing what they do."""

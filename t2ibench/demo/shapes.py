@@ -25,6 +25,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
 
 # Colour name -> RGB. The default six sit near corners of the RGB cube (min pairwise distance ~160 of
@@ -300,14 +301,7 @@ def eval_specs(world: ShapesWorld, n: int, seed: int) -> list[SceneSpec]:
     return list(seen.values())
 
 
-def __getattr__(name: str):
-    # The dataset writers moved to t2ibench.demo.datasets (they need the questions, which need this module).
-    if name in ("write_training_set", "write_eval_set"):
-        import importlib
-        import warnings
-
-        warnings.warn(f"t2ibench.demo.shapes.{name} moved to t2ibench.demo.datasets.{name}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(importlib.import_module("t2ibench.demo.datasets"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The dataset writers moved to t2ibench.demo.datasets (they need the questions, which need this module).
+__getattr__ = moved_names(__name__, {"write_training_set": "t2ibench.demo.datasets:write_training_set",
+                                     "write_eval_set": "t2ibench.demo.datasets:write_eval_set"})
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
 from t2ibench.prompts import formats, sources
 from t2ibench.prompts.record import PromptRecord
@@ -60,16 +61,8 @@ class PromptSet:
         return d
 
 
-def __getattr__(name: str):
-    # `prompts` sits below `metrics` and no longer imports it; the metric's default set is the metric's to say.
-    if name == "default_prompt_set":
-        import importlib
-        import warnings
-
-        warnings.warn("t2ibench.prompts.default_prompt_set moved to t2ibench.metrics.default_prompt_set",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("t2ibench.metrics").default_prompt_set
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `prompts` sits below `metrics` and no longer imports it; the metric's default set is the metric's to say.
+__getattr__ = moved_names(__name__, {"default_prompt_set": "t2ibench.metrics:default_prompt_set"})
 
 
 def is_registered(name: str) -> bool:
