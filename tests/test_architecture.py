@@ -154,12 +154,22 @@ def test_demo_registers_its_vqa_backend_and_the_core_does_not_name_it():
     ("t2ibench.prompts", "default_prompt_set", "t2ibench.metrics:default_prompt_set"),
     ("t2ibench.demo.shapes", "write_eval_set", "t2ibench.demo.datasets:write_eval_set"),
     ("t2ibench.demo.shapes", "write_training_set", "t2ibench.demo.datasets:write_training_set"),
+    ("t2ibench.train.components", "build_model", "t2ibench.train.components:new_run_model"),
 ])
 def test_moved_names_still_import_with_a_deprecation_warning(old, attr, new):
     module, name = new.split(":")
     with pytest.warns(DeprecationWarning, match="moved|is now"):
         got = getattr(importlib.import_module(old), attr)
     assert got is getattr(importlib.import_module(module), name)
+
+
+def test_data_weights_module_still_imports_with_a_deprecation_warning():
+    sys.modules.pop("t2ibench.data.weights", None)
+    with pytest.warns(DeprecationWarning, match="curation_weights"):
+        old = importlib.import_module("t2ibench.data.weights")
+    from t2ibench.data.curation_weights import DATA_WEIGHTS
+
+    assert old.DATA_WEIGHTS is DATA_WEIGHTS
 
 
 def test_prompt_record_keeps_its_old_import_path():

@@ -143,13 +143,13 @@ def test_tiny_vae_latent_space_with_and_without_cache(data, tmp_path):
 
 def test_ema_is_the_exact_average(data, tmp_path):
     # one step with decay 0.5: ema = 0.5 * initial + 0.5 * trained, checked against a fresh init
-    from t2ibench.train.components import build_model
+    from t2ibench.train.components import new_run_model
 
     config = make_config(data, tmp_path / "run", **{"train.ema": True, "train.ema_decay": 0.5, "train.steps": 1})
     result = train(config)
     from safetensors.torch import load_file
 
-    init = build_model(config).backbone.state_dict()
+    init = new_run_model(config).backbone.state_dict()
     trained = backbone_weights(result.checkpoint)
     ema = load_file(str(result.model_dir / "ema_backbone" / "diffusion_pytorch_model.safetensors"))
     assert any(not torch.equal(init[k], trained[k]) for k in init)

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2ibench.data.curation_weights import BLIP2_OPT_2_7B, resolve_model
 from t2ibench.data.progress import shard_progress
 from t2ibench.data.readers import (
     SYN_COLUMN,
@@ -37,7 +38,6 @@ from t2ibench.data.readers import (
     decode_image,
     open_dataset,
 )
-from t2ibench.data.weights import BLIP2_OPT_2_7B, resolve_model
 from t2ibench.errors import UserError
 
 METHODS = ("beam", "sample")

@@ -270,7 +270,7 @@ def run_filter(cfg: FilterConfig, on_shard_done: Callable[[str], None] | None = 
 
 
 def _methods(cfg: FilterConfig) -> dict:
-    from t2ibench.data.weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
+    from t2ibench.data.curation_weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
 
     out = {}
     if cfg.dedup != "none":

@@ -280,9 +280,9 @@ class Demo:
         """Step 0: the untrained weights the trainer starts from (same config, same seed)."""
         if (self.eval_dir(variant, 0) / "results.json").is_file():
             return
-        from t2ibench.train.components import build_model
+        from t2ibench.train.components import new_run_model
 
-        model = build_model(self.run_config(variant)).to(self._device())
+        model = new_run_model(self.run_config(variant)).to(self._device())
         model.info.tags.update(run=variant.name, variant=variant.base, step=0, train_flops=0.0)
         record = self.evaluate(variant, model, 0, 0.0)
         self.say(f"  step 0 (untrained): TIFA {record['metrics'][METRIC]['value']:.3f}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
 from t2ibench.model import (
     OPENCLIP_H,
@@ -106,13 +107,18 @@ def build_spec(config: RunConfig, *, in_channels: int, sample_size: int, context
     return spec.with_sizes(**overrides)
 
 
-def build_model(config: RunConfig, spec: VariantSpec | None = None) -> TextToImageModel:
-    """A fresh model for the run: backbone initialised from `config.seed`, frozen parts as configured."""
+def new_run_model(config: RunConfig, spec: VariantSpec | None = None) -> TextToImageModel:
+    """A fresh model for the run: backbone initialised from `config.seed`, frozen parts as configured.
+    (`t2ibench.model.build_model` builds a model from a variant spec and given frozen parts.)"""
     return build_run_model(config, spec)[0]
 
 
+# The old name collided with t2ibench.model.build_model.
+__getattr__ = moved_names(__name__, {"build_model": "t2ibench.train.components:new_run_model"})
+
+
 def build_run_model(config: RunConfig, spec: VariantSpec | None = None) -> tuple[TextToImageModel, VariantSpec]:
-    """`build_model`, plus the variant spec at the run's size (what the compute account counts)."""
+    """`new_run_model`, plus the variant spec at the run's size (what the compute account counts)."""
     text_encoder, text_ref = build_text_encoder(config)
     vae, vae_ref, factor = build_vae(config)
     if config.resolution % factor:
