@@ -32,7 +32,7 @@ from typing import Any
 
 from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
-from t2ibench.generate import as_sampleable, generate
+from t2ibench.generate import as_sampleable, generate, processes
 from t2ibench.protocol import GENERATION_BATCH_SIZE, UNCOND_PROMPT, Protocol
 
 RESULTS_FILE = "results.json"
@@ -59,40 +59,6 @@ def library_versions() -> dict[str, str | None]:
 
 def manifest_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass
-class Processes:
-    """This process's place among those sharing the work (1 of 1 outside `accelerate launch`)."""
-
-    rank: int = 0
-    world: int = 1
-    state: Any = None
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self.state.wait_for_everyone()
-
-
-def processes(accelerator, device: str) -> tuple[Processes, str]:
-    """(this process's rank and world, its device) under an accelerator, torchrun/accelerate launch, or alone."""
-    if accelerator is not None:
-        return Processes(accelerator.process_index, accelerator.num_processes, accelerator), str(accelerator.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` / torchrun
-        from accelerate import PartialState
-
-        state = PartialState(cpu=device == "cpu")
-        return Processes(state.process_index, state.num_processes, state), "cpu" if device == "cpu" else str(state.device)
-    return Processes(), device
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda when torch sees one, else cpu; anything else as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # -- inputs ------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from t2ibench.atomic import atomic_open
 from t2ibench.errors import UserError
 from t2ibench.protocol import GENERATION_BATCH_SIZE, SAMPLERS, UNCOND_PROMPT, Protocol  # noqa: F401
 
+GENERATION_INDEX = "generation.json"
+
 # The protocol (one dataclass, its defaults the paper's) lives in t2ibench.protocol; re-exported here.
 
 
@@ -236,6 +238,70 @@ def _load_hub_pipeline(repo_id: str, device: str):
         raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
                         f"({type(exc).__name__}); download it or pass a local directory") from None
     return _load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device)
+
+
+# -- processes -----------------------------------------------------------------------------------
+@dataclass
+class Processes:
+    """This process's place among those sharing the work (1 of 1 outside `accelerate launch`)."""
+
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.state.wait_for_everyone()
+
+
+def processes(accelerator, device: str) -> tuple[Processes, str]:
+    """(this process's rank and world, its device) under an accelerator, torchrun/accelerate launch, or alone."""
+    if accelerator is not None:
+        return Processes(accelerator.process_index, accelerator.num_processes, accelerator), str(accelerator.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` / torchrun
+        from accelerate import PartialState
+
+        state = PartialState(cpu=device == "cpu")
+        return Processes(state.process_index, state.num_processes, state), "cpu" if device == "cpu" else str(state.device)
+    return Processes(), device
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> cuda when torch sees one, else cpu; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+
+def generate_to_folder(ckpt, prompt_set, protocol: Protocol, out: Path, *, ema: bool = False, device: str = "auto",
+                       batch_size: int = GENERATION_BATCH_SIZE, image_dir: Path | None = None) -> dict[str, Any]:
+    """`t2ibench generate`: the images of a prompt set for a checkpoint (cached, sharded across processes),
+    plus `out/generation.json` listing every image with its prompt and seed. Returns that index on the
+    main process, None on the others."""
+    import time
+
+    from t2ibench.atomic import write_json_atomic
+
+    dist, device = processes(None, resolve_device(device))
+    model = as_sampleable(ckpt, ema=ema, device=device)
+    t0 = time.time()
+    paths = generate(model, prompt_set, protocol, image_dir or out, batch_size=batch_size, rank=dist.rank,
+                     world=dist.world, progress=dist.rank == 0)
+    dist.barrier()
+    if dist.rank != 0:
+        return None
+    index = {
+        "checkpoint": model.describe(), "protocol": {**protocol.to_dict(), "ema": ema},
+        "settings_key": settings_key(protocol, model), "prompt_set": prompt_set.describe(),
+        "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i, "path": os.path.relpath(p, out)}
+                   for i, (r, p) in enumerate(zip(prompt_set.records, paths))],
+        "processes": dist.world, "seconds": round(time.time() - t0, 3),
+    }
+    write_json_atomic(Path(out) / GENERATION_INDEX, index)
+    return {**index, "paths": paths}
 
 
 # -- the sampling loop ---------------------------------------------------------------------------

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Parse the arguments into the driver's inputs, call `t2ibench.evaluate`, print its summary."""
     from t2ibench.commands import load_plugins
-    from t2ibench.evaluate import RESULTS_FILE, MetricSelection, evaluate, evaluate_images, resolve_device
+    from t2ibench.evaluate import RESULTS_FILE, MetricSelection, evaluate, evaluate_images
+    from t2ibench.generate import resolve_device
 
     load_plugins()  # VQA backends named by --tifa-vqa may come from the demo
     selection = MetricSelection.parse(args.metrics, weights=args.weights, options=_option_items(args))

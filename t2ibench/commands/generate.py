@@ -81,36 +81,19 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
-    import time
 
-    from t2ibench.atomic import write_json_atomic
-    from t2ibench.evaluate import processes, resolve_device
-    from t2ibench.generate import as_sampleable, generate, settings_key
+    from t2ibench.generate import GENERATION_INDEX, generate_to_folder
     from t2ibench.prompts import load_prompt_set
 
     protocol = protocol_from_args(args, args.ckpt)
     pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
-    dist, device = processes(None, resolve_device(args.device))
-    model = as_sampleable(args.ckpt, ema=args.ema, device=device)
-    cache_root = args.image_cache or args.out
-    t0 = time.time()
-    paths = generate(model, pset, protocol, cache_root, batch_size=args.gen_batch_size, rank=dist.rank,
-                     world=dist.world, progress=dist.rank == 0)
-    dist.barrier()
-    if dist.rank != 0:
+    index = generate_to_folder(args.ckpt, pset, protocol, args.out, ema=args.ema, device=args.device,
+                               batch_size=args.gen_batch_size, image_dir=args.image_cache)
+    if index is None:  # not the main process
         return 0
-    index = {
-        "checkpoint": model.describe(), "protocol": {**protocol.to_dict(), "ema": args.ema},
-        "settings_key": settings_key(protocol, model), "prompt_set": pset.describe(),
-        "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i,
-                    "path": os.path.relpath(p, args.out)} for i, (r, p) in enumerate(zip(pset.records, paths))],
-        "processes": dist.world, "seconds": round(time.time() - t0, 3),
-    }
-    write_json_atomic(Path(args.out) / "generation.json", index)
+    paths, where = index["paths"], Path(args.out) / GENERATION_INDEX
     if args.format == "json":
-        print(json.dumps({"images": len(paths), "index": str(Path(args.out) / "generation.json"),
-                          "image_dir": str(paths[0].parent) if paths else None}))
+        print(json.dumps({"images": len(paths), "index": str(where), "image_dir": str(paths[0].parent) if paths else None}))
     else:
-        print(f"{len(paths)} images in {paths[0].parent if paths else args.out}; index {Path(args.out) / 'generation.json'}")
+        print(f"{len(paths)} images in {paths[0].parent if paths else args.out}; index {where}")
     return 0
