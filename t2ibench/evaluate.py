@@ -252,8 +252,8 @@ def _variant_stats(variant_spec: dict | None) -> tuple[str | None, str | None, i
         return name, family, None, None
 
 
-def evaluate(model_or_ckpt, metrics: str | Sequence[str] | MetricSelection, *, prompts: str | None = None, prompts_dir=None, protocol: Protocol | None = None,
-             out_dir: Path, limit: int | None = None, db: Path | str | None = None, run: str | None = None,
+def evaluate(model_or_ckpt, metrics: str | Sequence[str] | MetricSelection, *, prompts: str | None = None,
+             prompts_dir=None, protocol: Protocol | None = None, out_dir: Path, limit: int | None = None, db: Path | str | None = None, run: str | None = None,
              variant: str | None = None, step: int | None = None, train_flops: float | None = None,
              scorer_options: dict[str, dict] | None = None, device: str = "cpu", batch_size: int | None = None,
              accelerator=None, progress: bool = True, ema: bool = False,
@@ -262,8 +262,8 @@ def evaluate(model_or_ckpt, metrics: str | Sequence[str] | MetricSelection, *, p
     """Generate (what is missing) and score; returns the results dict written to out_dir/results.json.
 
     metrics: "tifa,clip", names, or a parsed `MetricSelection` (which carries its weights and options;
-    then `weights`/`scorer_options` stay None). batch_size: images per generation batch (default 8); score_batch_size: per scorer call (default:
-    each scorer's own). image_dir: image cache root (default out_dir/images). db: results store
+    then `weights`/`scorer_options` stay None). batch_size: images per generation batch (default 8);
+    score_batch_size: per scorer call (default: each scorer's own). image_dir: image cache root (default out_dir/images). db: results store
     path (default t2ibench.store.default_db_path()); store=False writes no row.
     """
     t_start = time.time()
@@ -292,8 +292,9 @@ def evaluate(model_or_ckpt, metrics: str | Sequence[str] | MetricSelection, *, p
     restore_training = _eval_mode(model)
     try:
         for pset in distinct.values():
-            image_paths[pset.name] = generate(model, pset, protocol, cache_root, batch_size=batch_size or GENERATION_BATCH_SIZE,
-                                              rank=dist.rank, world=dist.world, progress=progress and dist.rank == 0)
+            image_paths[pset.name] = generate(model, pset, protocol, cache_root,
+                                              batch_size=batch_size or GENERATION_BATCH_SIZE, rank=dist.rank,
+                                              world=dist.world, progress=progress and dist.rank == 0)
     finally:
         restore_training()
     gen_seconds = time.time() - t_gen
