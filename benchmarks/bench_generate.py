@@ -63,8 +63,8 @@ def _compiled(run, protocol, eager: np.ndarray, eager_seconds: float) -> str:
 
 def bench_family(family: str, args, workdir: Path) -> dict:
     import diffusers
-    from builders.pipelines import build_pipeline_dir
 
+    from builders.pipelines import build_pipeline_dir
     from t2ibench.checkpoints import load_checkpoint
     from t2ibench.generate import Protocol, sample_batch
 
@@ -107,11 +107,11 @@ def bench_family(family: str, args, workdir: Path) -> dict:
 def bench_own(args) -> dict:
     """t2ibench's own checkpoint format against StableDiffusionPipeline given the same context and noise."""
     from diffusers import StableDiffusionPipeline
-    from tiny_t2i import tiny_text_encoder, tiny_vae
 
     from t2ibench.generate import Protocol, T2IModelSampler, initial_noise, sample_batch
     from t2ibench.model import build_model
     from t2ibench.variants import get_variant
+    from tiny_t2i import tiny_text_encoder, tiny_vae
 
     spec = get_variant("sdxl").scaled(channels=32, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
                                       context_dim=64)

@@ -121,7 +121,6 @@ def real_size(args, device: str) -> list[dict]:
 def pipeline_options(args, device: str) -> list[dict]:
     """Tiny pipelines: CPU offload (model, sequential) vs none, and SDXL fp16 vs fp32, on `device`."""
     from builders.pipelines import build_pipeline_dir
-
     from t2ibench.checkpoints import load_checkpoint
     from t2ibench.generate import Protocol, sample_batch
 

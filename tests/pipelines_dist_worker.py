@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from t2ibench.checkpoints import load_checkpoint
-from t2ibench.evaluate import _distributed
-from t2ibench.generate import Protocol, generate
+from t2ibench.generate import Protocol, generate, processes
 from t2ibench.prompts import load_prompt_set
 
 
 def main() -> None:
     prompts, out, steps, batch, *targets = sys.argv[1:]
-    dist, device = _distributed(None, "cpu")
+    dist, device = processes(None, "cpu")
     pset = load_prompt_set(prompts)
     for target in targets:
         directory, resolution = target.rsplit(":", 1)

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders.pipelines import FAMILIES, build_pipeline_dir
 from PIL import Image
-from tiny_t2i import tiny_model, write_question_file
 
+from builders.pipelines import FAMILIES, build_pipeline_dir
 from t2ibench.cli import main
 from t2ibench.generate import Protocol, T2IModelSampler, generate, sample_batch
 from t2ibench.prompts import load_prompt_set
+from tiny_t2i import tiny_model, write_question_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
