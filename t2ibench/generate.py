@@ -47,6 +47,7 @@ from t2ibench.protocol import (  # noqa: F401
     SEED_STRIDE,
     UNCOND_PROMPT,
     Protocol,
+    Sampleable,
     image_seed,
     resolve_dtype,
     scheduler_record,
@@ -71,51 +72,6 @@ def settings_key(protocol: Protocol, model: "Sampleable") -> str:
 
 
 # -- models ---------------------------------------------------------------------------------------
-class Sampleable:
-    """The few things the sampler needs, over a t2ibench model or a diffusers pipeline."""
-
-    kind: str = ""
-    ema: bool = False
-    ckpt_hash: str = ""
-    source: str = ""
-    tags: dict[str, Any] = {}
-    variant: dict[str, Any] | None = None
-
-    def scheduler(self):
-        raise NotImplementedError
-
-    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
-        raise NotImplementedError
-
-    def encode_text(self, prompts: list[str]):
-        raise NotImplementedError
-
-    def predict_noise(self, x, t, context):
-        raise NotImplementedError
-
-    def decode(self, x):
-        """Backbone space -> pixels in [-1, 1] (not yet clamped)."""
-        raise NotImplementedError
-
-    @property
-    def device(self):
-        raise NotImplementedError
-
-    def use_compiled(self, compiled: bool) -> None:
-        if compiled:
-            raise UserError(f"--compile is not supported for {type(self).__name__}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source": self.source, "hash": self.ckpt_hash, "ema": self.ema}
-
-    def sampling(self, protocol: Protocol) -> dict[str, Any]:
-        """What the model samples with under `protocol` (scheduler, guidance, ...), for the manifest."""
-        return {"scheduler": scheduler_record(self.scheduler()),
-                "guidance": {"kind": "cfg", "scale": float(protocol.cfg)},
-                "negative_prompt": {"text": UNCOND_PROMPT, "conditioning": '""'}, "dtype": protocol.dtype,
-                "compile": bool(protocol.compile)}
-
-
 class T2IModelSampler(Sampleable):
     kind = "t2ibench"
 

@@ -1,8 +1,10 @@
 """The evaluation protocol: the generation settings every result records, with the paper's defaults.
 
-DDIM, 50 steps, CFG 7.5, 256x256, fp32, one image per prompt, image i seeded `base_seed + i`, non-EMA weights (DESIGN.md). This
-dataclass is the one place these defaults live: `t2ibench generate`/`eval` take their flag defaults
-from it, and so does the trainer's in-training evaluation (`t2ibench.train.config.EvalConfig`).
+DDIM, 50 steps, CFG 7.5, 256x256, fp32, one image per prompt, image i seeded `base_seed + i`, non-EMA
+weights (DESIGN.md). This dataclass is the one place these defaults live: `t2ibench generate`/`eval`
+take their flag defaults from it, and so does the trainer's in-training evaluation
+(`t2ibench.train.config.EvalConfig`). Also here: the seed rule with K images per prompt, the dtypes,
+and `Sampleable`, what a model (t2ibench's own or a diffusers pipeline) offers to be sampled.
 """
 
 from __future__ import annotations
@@ -82,6 +84,51 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Sampleable:
+    """The few things the sampler needs, over a t2ibench model or a diffusers pipeline."""
+
+    kind: str = ""
+    ema: bool = False
+    ckpt_hash: str = ""
+    source: str = ""
+    tags: dict[str, Any] = {}
+    variant: dict[str, Any] | None = None
+
+    def scheduler(self):
+        raise NotImplementedError
+
+    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def encode_text(self, prompts: list[str]):
+        raise NotImplementedError
+
+    def predict_noise(self, x, t, context):
+        raise NotImplementedError
+
+    def decode(self, x):
+        """Backbone space -> pixels in [-1, 1] (not yet clamped)."""
+        raise NotImplementedError
+
+    @property
+    def device(self):
+        raise NotImplementedError
+
+    def use_compiled(self, compiled: bool) -> None:
+        if compiled:
+            raise UserError(f"--compile is not supported for {type(self).__name__}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "hash": self.ckpt_hash, "ema": self.ema}
+
+    def sampling(self, protocol: Protocol) -> dict[str, Any]:
+        """What the model samples with under `protocol` (scheduler, guidance, ...), for the manifest."""
+        return {"scheduler": scheduler_record(self.scheduler()),
+                "guidance": {"kind": "cfg", "scale": float(protocol.cfg)},
+                "negative_prompt": {"text": UNCOND_PROMPT, "conditioning": '""'}, "dtype": protocol.dtype,
+                "compile": bool(protocol.compile)}
 
 
 GENERATION_BATCH_SIZE = 8  # images per generation batch (not part of the protocol: results do not depend on it)

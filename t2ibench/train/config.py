@@ -391,9 +391,8 @@ def validate(config: RunConfig):
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise UserError(f"{key} must be >= {low}, got {value}")
-    for key, value in {"optim.eps": config.optim.eps, "log.peak_tflops": config.log.peak_tflops}.items():
-        if not value > 0:
-            raise UserError(f"{key} must be > 0, got {value}")
+    if not config.optim.eps > 0:  # log.peak_tflops: >= 0 above (0 = auto)
+        raise UserError(f"optim.eps must be > 0, got {config.optim.eps}")
     for key, value in {"optim.beta1": config.optim.beta1, "optim.beta2": config.optim.beta2}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key} must be in [0, 1), got {value}")
@@ -405,4 +404,4 @@ def validate(config: RunConfig):
     from t2ibench.train.preflight import check_eval
 
     config.eval.protocol(config.resolution)  # steps, resolution: the protocol's own checks
-    return check_eval(config)  # metrics, options, prompt sets and weight files (all missing ones in one line)
+    return check_eval(config)  # metrics, options and weight files (all missing ones in one line)

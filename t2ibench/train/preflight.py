@@ -47,28 +47,25 @@ def _frozen_weights(config) -> None:
 
 
 def check_eval(config):
-    """The in-training evaluation's metrics, options, prompt sets and weight files, checked before step 1
-    (every missing input in one message); returns the run's `MetricSelection`, weights resolved."""
-    from t2ibench.evaluate import MetricSelection, _prompt_sets
+    """The in-training evaluation's metrics, options and weight files (every missing file in one message),
+    checked by `validate` before anything is built; returns the run's `MetricSelection`, weights resolved."""
+    from t2ibench.evaluate import MetricSelection
     from t2ibench.metrics import parse_metrics
     from t2ibench.metrics.option_keys import check_scorer_keys
-    from t2ibench.prerequisites import MissingInputs
 
-    e = config.eval  # its numbers were range-checked by train.config.validate
-    names = parse_metrics(e.metrics)
+    names = parse_metrics(config.eval.metrics)
     options = eval_options(config)
     check_scorer_keys(names, {}, {m: o for m, o in options.items() if m in names}, options_flag="eval.options")
-    selection = MetricSelection.parse(names, options=options)
-    missing = MissingInputs()
-    missing.check(lambda: _prompt_sets(selection, e.prompts, e.prompts_dir, e.limit))
-    missing.check(selection.resolve_weights)
-    missing.raise_if_any()
-    return selection
+    return MetricSelection.parse(names, options=options).resolve_weights()
 
 
 def _check_eval(config, missing) -> None:
-    """At start-up (after `validate`, which resolved metrics, prompts and weights): the store is writable."""
+    """At start-up (after `validate`): the evaluations' prompt sets exist and the store is writable."""
     from t2ibench.cli_args import writable_file
+    from t2ibench.evaluate import MetricSelection, _prompt_sets
     from t2ibench.store import ResultsStore
 
-    missing.check(lambda: writable_file(ResultsStore(config.eval.db).path, "eval.db"))
+    e = config.eval
+    selection = MetricSelection.parse(e.metrics, options=eval_options(config))
+    missing.check(lambda: _prompt_sets(selection, e.prompts, e.prompts_dir, e.limit))
+    missing.check(lambda: writable_file(ResultsStore(e.db).path, "eval.db"))
