@@ -201,9 +201,13 @@ def test_protocol_defaults_have_one_home():
     from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS
     from t2ibench.train.config import EvalConfig
 
+    from t2ibench.commands.generate import protocol_from_args
+
     args = build_parser().parse_args(["generate", "--ckpt", "x", "--prompts", "p", "--out", "o"])
-    assert (args.steps, args.cfg, int(args.resolution), args.seed, args.eta, args.gen_batch_size) == (
-        PROTOCOL_DEFAULTS.steps, PROTOCOL_DEFAULTS.cfg, PROTOCOL_DEFAULTS.resolution, PROTOCOL_DEFAULTS.base_seed,
+    assert args.cfg is None  # unset (a guidance-distilled pipeline refuses a given --cfg): the protocol's default
+    assert protocol_from_args(args) == PROTOCOL_DEFAULTS
+    assert (args.steps, int(args.resolution), args.seed, args.eta, args.gen_batch_size) == (
+        PROTOCOL_DEFAULTS.steps, PROTOCOL_DEFAULTS.resolution, PROTOCOL_DEFAULTS.base_seed,
         PROTOCOL_DEFAULTS.eta, GENERATION_BATCH_SIZE)
     assert EvalConfig().protocol(PROTOCOL_DEFAULTS.resolution) == PROTOCOL_DEFAULTS
     assert json.loads(json.dumps(PROTOCOL_DEFAULTS.to_dict()))["steps"] == 50  # the paper's DDIM steps
