@@ -198,10 +198,9 @@ def test_layer_contracts_hold():
 
 def test_protocol_defaults_have_one_home():
     from t2ibench.cli import build_parser
+    from t2ibench.commands.generate import protocol_from_args
     from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS
     from t2ibench.train.config import EvalConfig
-
-    from t2ibench.commands.generate import protocol_from_args
 
     args = build_parser().parse_args(["generate", "--ckpt", "x", "--prompts", "p", "--out", "o"])
     assert args.cfg is None  # unset (a guidance-distilled pipeline refuses a given --cfg): the protocol's default
