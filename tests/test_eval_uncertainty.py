@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import t2ibench.demo  # noqa: F401  (registers the "shapes-measure" VQA backend)
 from t2ibench import stats
 from t2ibench.cli import main
 from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate
