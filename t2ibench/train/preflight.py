@@ -49,23 +49,24 @@ def _frozen_weights(config) -> None:
 def check_eval(config):
     """The in-training evaluation's metrics, options and weight files (every missing file in one message),
     checked by `validate` before anything is built; returns the run's `MetricSelection`, weights resolved."""
+    from t2ibench.cli_args import writable_file
     from t2ibench.evaluate import MetricSelection
     from t2ibench.metrics import parse_metrics
     from t2ibench.metrics.option_keys import check_scorer_keys
+    from t2ibench.store import ResultsStore
 
     names = parse_metrics(config.eval.metrics)
     options = eval_options(config)
     check_scorer_keys(names, {}, {m: o for m, o in options.items() if m in names}, options_flag="eval.options")
-    return MetricSelection.parse(names, options=options).resolve_weights()
+    selection = MetricSelection.parse(names, options=options)
+    writable_file(ResultsStore(config.eval.db).path, "eval.db")  # a wrong path first: it is not a missing input
+    return selection.resolve_weights()
 
 
 def _check_eval(config, missing) -> None:
-    """At start-up (after `validate`): the evaluations' prompt sets exist and the store is writable."""
-    from t2ibench.cli_args import writable_file
+    """At start-up (after `validate`, which checked metrics, weights and eval.db): the prompt sets exist."""
     from t2ibench.evaluate import MetricSelection, _prompt_sets
-    from t2ibench.store import ResultsStore
 
     e = config.eval
     selection = MetricSelection.parse(e.metrics, options=eval_options(config))
     missing.check(lambda: _prompt_sets(selection, e.prompts, e.prompts_dir, e.limit))
-    missing.check(lambda: writable_file(ResultsStore(e.db).path, "eval.db"))
