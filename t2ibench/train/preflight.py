@@ -59,7 +59,9 @@ def check_eval(config):
     options = eval_options(config)
     check_scorer_keys(names, {}, {m: o for m, o in options.items() if m in names}, options_flag="eval.options")
     selection = MetricSelection.parse(names, options=options)
-    writable_file(ResultsStore(config.eval.db).path, "eval.db")  # a wrong path first: it is not a missing input
+    store_path = ResultsStore(config.eval.db).path  # None for a PostgreSQL URL (train() checks the server)
+    if store_path is not None:  # a wrong path first: it is not a missing input
+        writable_file(store_path, "eval.db")
     return selection.resolve_weights()
 
 
