@@ -64,14 +64,10 @@ class TrainResult:
 
 def train(config: RunConfig, *, resume: bool = False, spec: VariantSpec | None = None) -> TrainResult:
     """Train `config`; `spec` is its registered variant when the caller has looked it up already."""
-    eval_metrics = validate(config)  # everything the run will use, before anything is built
+    eval_metrics = validate(config)  # everything the run will use (eval.db included), before anything is built
     spec = spec or get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
-    if config.eval.every:  # a bad eval.db (unreachable server, newer schema) stops here, not at the first eval
-        from t2ibench.store import ResultsStore
-
-        ResultsStore(config.eval.db).check_writable()
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

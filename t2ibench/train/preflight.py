@@ -59,9 +59,10 @@ def check_eval(config):
     options = eval_options(config)
     check_scorer_keys(names, {}, {m: o for m, o in options.items() if m in names}, options_flag="eval.options")
     selection = MetricSelection.parse(names, options=options)
-    store_path = ResultsStore(config.eval.db).path  # None for a PostgreSQL URL (train() checks the server)
-    if store_path is not None:  # a wrong path first: it is not a missing input
-        writable_file(store_path, "eval.db")
+    store = ResultsStore(config.eval.db)  # a wrong path or an unreachable server first: not a missing input
+    if store.path is not None:
+        writable_file(store.path, "eval.db")
+    store.check_writable()  # an unreachable server or a newer schema stops here, not at the first eval
     return selection.resolve_weights()
 
 
