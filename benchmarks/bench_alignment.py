@@ -210,6 +210,7 @@ def bench_dpg(args, tmp: Path) -> dict:
 def build_geneval(tmp: Path, size: str):
     import open_clip
     import torch
+
     from builders.alignment_models import build_tiny_mask2former
     from tiny_scorers import build_tiny_clip
 

@@ -63,14 +63,13 @@ def _compiled(run, protocol, eager: np.ndarray, eager_seconds: float) -> str:
 
 def bench_family(family: str, args, workdir: Path) -> dict:
     import diffusers
-    from builders.pipelines import build_pipeline_dir
 
-    from t2ibench.checkpoints import load_checkpoint
-    from t2ibench.generate import Protocol, sample_batch
+    from builders.pipelines import build_pipeline_dir
+    from t2ibench.generate import Protocol, load_sampleable, sample_batch
 
     res = 32 if family == "sana" else 16
     directory = build_pipeline_dir(family, workdir / family)
-    model = load_checkpoint(directory)
+    model = load_sampleable(directory)
     protocol = Protocol(steps=args.steps, resolution=res)
     record = model.sampling(protocol)
     pipe = diffusers.DiffusionPipeline.from_pretrained(directory)
@@ -91,13 +90,13 @@ def bench_family(family: str, args, workdir: Path) -> dict:
         return np.concatenate(out)
 
     timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
-    bf16 = load_checkpoint(directory, dtype="bf16")
+    bf16 = load_sampleable(directory, dtype="bf16")
     low = ours(bf16, Protocol(steps=args.steps, resolution=res, dtype="bf16"))
     row = {"family": family, "pipeline": record["pipeline"], "scheduler": record["scheduler"]["class"],
            "guidance": record["guidance"]["kind"], "timings": timings, "results": results,
            "bf16": _diff(results["t2ibench"], low)}
     if args.compile:
-        compiled_model = load_checkpoint(directory)
+        compiled_model = load_sampleable(directory)
         row["compile"] = _compiled(lambda p: ours(compiled_model, p),
                                    Protocol(steps=args.steps, resolution=res, compile=True), results["t2ibench"],
                                    timings["t2ibench"])
@@ -107,11 +106,11 @@ def bench_family(family: str, args, workdir: Path) -> dict:
 def bench_own(args) -> dict:
     """t2ibench's own checkpoint format against StableDiffusionPipeline given the same context and noise."""
     from diffusers import StableDiffusionPipeline
-    from tiny_t2i import tiny_text_encoder, tiny_vae
 
     from t2ibench.generate import Protocol, T2IModelSampler, initial_noise, sample_batch
     from t2ibench.model import build_model
     from t2ibench.variants import get_variant
+    from tiny_t2i import tiny_text_encoder, tiny_vae
 
     spec = get_variant("sdxl").scaled(channels=32, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
                                       context_dim=64)

@@ -121,23 +121,21 @@ def real_size(args, device: str) -> list[dict]:
 def pipeline_options(args, device: str) -> list[dict]:
     """Tiny pipelines: CPU offload (model, sequential) vs none, and SDXL fp16 vs fp32, on `device`."""
     from builders.pipelines import build_pipeline_dir
-
-    from t2ibench.checkpoints import load_checkpoint
-    from t2ibench.generate import Protocol, sample_batch
+    from t2ibench.generate import Protocol, load_sampleable, sample_batch
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in ("sdxl", "flux-dev"):
             directory = build_pipeline_dir(family, Path(tmp) / family)
             protocol = Protocol(steps=4, resolution=16)
-            base = sample_batch(load_checkpoint(directory, device=device), PROMPTS[:2], [0, 1], protocol)
+            base = sample_batch(load_sampleable(directory, device=device), PROMPTS[:2], [0, 1], protocol)
             row = {"family": family}
             for offload in ("model", "sequential") if device.startswith("cuda") else ():
-                images = sample_batch(load_checkpoint(directory, device=device, offload=offload), PROMPTS[:2], [0, 1],
+                images = sample_batch(load_sampleable(directory, device=device, offload=offload), PROMPTS[:2], [0, 1],
                                       protocol)
                 row[f"offload_{offload}_identical"] = bool(np.array_equal(base, images))
             low = "fp16" if device.startswith("cuda") else "bf16"
-            images = sample_batch(load_checkpoint(directory, device=device, dtype=low), PROMPTS[:2], [0, 1],
+            images = sample_batch(load_sampleable(directory, device=device, dtype=low), PROMPTS[:2], [0, 1],
                                   Protocol(steps=4, resolution=16, dtype=low))
             row[f"{low}_vs_fp32_images"] = _diff(base, images)
             print(json.dumps(row), flush=True)

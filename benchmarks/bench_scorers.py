@@ -105,10 +105,10 @@ def bench_imagereward(root, images, prompts, bs, size):
 
 
 def bench_hpsv2(root, images, prompts, bs, size):
-    import torch
-
     import hpsv2.img_score as img_score
+    import torch
     from hpsv2.src.open_clip import create_model_and_transforms, get_tokenizer
+
     from t2ibench.metrics import scorer_class
     from tiny_scorers import build_tiny_hps
 

@@ -40,10 +40,10 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from builders.tifa_models import build_tiny_blip_vqa
     from t2ibench.metrics.base import PromptRecord
     from t2ibench.metrics.tifa import TIFAScore
     from t2ibench.metrics.tifa.scoring import needs_mapping
-    from builders.tifa_models import build_tiny_blip_vqa
 
     torch.set_num_threads(args.threads)
     qa = json.loads((SAMPLE / "sample_question_answers.json").read_text())

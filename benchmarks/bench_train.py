@@ -78,10 +78,10 @@ def diffusers_style(config, steps: int, warmup: int) -> float:
     from PIL import Image
     from torchvision import transforms
 
-    from t2ibench.train.components import build_model
+    from t2ibench.train.components import new_run_model
 
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision, cpu=config.train.cpu)
-    model = build_model(config)
+    model = new_run_model(config)
     unet, vae, text_encoder = model.backbone, model.vae, model.text_encoder
     res = config.resolution
     tf = transforms.Compose([transforms.Resize(res, interpolation=transforms.InterpolationMode.BILINEAR),

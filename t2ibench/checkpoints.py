@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.atomic import write_json_atomic
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model")
@@ -149,7 +150,8 @@ def _newest_checkpoint(root: Path, asked: Path) -> Path:
 
 
 def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
-    """Cheap validation of `--ckpt` (no weights read): returns its kind, or raises a UserError."""
+    """Cheap validation of `--ckpt` (no weights read): returns its kind, or raises a UserError. Callers
+    above `generate` use `t2ibench.generate.check_checkpoint`, which also inspects a pipeline directory."""
     text = os.fspath(ckpt)
     path = resolve_ckpt_path(text)
     if path.is_dir():
@@ -162,11 +164,7 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
             raise UserError(f"{path} has no EMA weights (train with ema=true, or evaluate without --ema)")
         if ema and kind == "diffusers":
             raise UserError(f"{path}: --ema applies to t2ibench checkpoints; a diffusers pipeline has one set of weights")
-        if kind == "diffusers":
-            from t2ibench.pipelines import inspect_pipeline_dir
-
-            inspect_pipeline_dir(path)  # its class is text-to-image and no component is missing
-        return kind
+        return kind  # a diffusers directory's contents: t2ibench.generate.check_checkpoint
     if path.exists():
         raise UserError(f"{path} is not a checkpoint directory")
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
@@ -174,41 +172,6 @@ def precheck(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
     raise UserError(f"checkpoint {text} does not exist (give a checkpoint directory or a hub id like org/name)")
 
 
-def load_checkpoint(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu", dtype: str = "fp32",
-                    offload: str | None = None):
-    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError.
+# Loading moved to t2ibench.generate (it builds samplers; this module only hashes and checks paths).
+__getattr__ = moved_names(__name__, {"load_checkpoint": "t2ibench.generate:load_sampleable"})
 
-    dtype: a diffusers pipeline loads in it (t2ibench's own models take it per run, from the protocol);
-    offload: "model" or "sequential" CPU offload of a diffusers pipeline (CUDA only)."""
-    from t2ibench.generate import T2IModelSampler
-    from t2ibench.model import TextToImageModel
-    from t2ibench.pipelines import load_pipeline
-
-    text = os.fspath(ckpt)
-    path = resolve_ckpt_path(text)
-    kind = precheck(ckpt, ema)
-    if kind != "hub":
-        if kind == "t2ibench":
-            if offload:
-                raise UserError("--offload applies to diffusers pipelines; t2ibench checkpoints fit on one GPU")
-            digest = t2ibench_hash(path, ema)
-            model = TextToImageModel.load(path, ema=ema, device=device)
-            sampler = T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
-            return sampler
-        return load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device,
-                             dtype=dtype, offload=offload)
-    return _load_hub_pipeline(text, device, dtype, offload)
-
-
-def _load_hub_pipeline(repo_id: str, device: str, dtype: str, offload: str | None):
-    from huggingface_hub import snapshot_download
-
-    from t2ibench.pipelines import load_pipeline
-
-    try:
-        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
-    except Exception as exc:  # offline, unknown repo, gated: one line
-        raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
-                        f"({type(exc).__name__}); download it or pass a local directory") from None
-    return load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device, dtype=dtype,
-                         offload=offload)

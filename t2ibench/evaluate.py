@@ -1,6 +1,7 @@
 """The one evaluation driver: checkpoint (or in-memory model) -> images under the protocol -> scores.
 
-Used by `t2ibench eval --ckpt`, by the trainers' in-training evaluation and by the demo:
+Used by `t2ibench eval --ckpt`, by the trainers' in-training evaluation and by the demo; `evaluate_images`
+is the same driver for a folder of existing images (`t2ibench eval --images`):
 
     result = evaluate("runs/a/checkpoint-1000", ["tifa", "clip"], out_dir=Path("out/a-1000"))
     result = evaluate(model, ["tifa"], out_dir=..., run="a", variant="sdxl_td4_8", step=1000, train_flops=3e18,
@@ -26,13 +27,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
-from t2ibench.generate import UNCOND_PROMPT, Protocol, as_sampleable, generate
+from t2ibench.generate import as_sampleable, generate, processes
+from t2ibench.protocol import GENERATION_BATCH_SIZE, UNCOND_PROMPT, Protocol
 
 RESULTS_FILE = "results.json"
 FORMAT = "t2ibench-eval-results"
@@ -40,7 +43,8 @@ FORMAT_VERSION = 1
 LIBRARIES = ("t2ibench", "torch", "diffusers", "transformers", "accelerate", "open_clip_torch", "torch-fidelity",
              "image-reward", "hpsv2", "sentence-transformers", "safetensors", "prdc", "scipy")
 
-__all__ = ["Protocol", "evaluate", "library_versions", "manifest_hash", "RESULTS_FILE"]
+__all__ = ["MetricRequest", "MetricSelection", "Protocol", "RESULTS_FILE", "evaluate", "evaluate_images",
+           "library_versions", "manifest_hash"]
 
 
 def library_versions() -> dict[str, str | None]:
@@ -59,47 +63,118 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    state: Any = None
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self.state.wait_for_everyone()
-
-
-def _distributed(accelerator, device: str) -> tuple[_Dist, str]:
-    if accelerator is not None:
-        return _Dist(accelerator.process_index, accelerator.num_processes, accelerator), str(accelerator.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` / torchrun
-        from accelerate import PartialState
-
-        state = PartialState(cpu=device == "cpu")
-        return _Dist(state.process_index, state.num_processes, state), "cpu" if device == "cpu" else str(state.device)
-    return _Dist(), device
-
-
 # -- inputs ------------------------------------------------------------------------------------------
-def _metric_list(metrics) -> list[str]:
-    from t2ibench.metrics import parse_metrics
+def parse_assignments(items: Sequence[str], what: str, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """['fid.resize=torch-fidelity'] -> {'fid': {'resize': 'torch-fidelity'}} (`what`: the flag, for messages)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        metric, dot, key = head.rpartition(".")
+        if not (sep and dot and metric and key and value):
+            raise UserError(f"--{what} {item!r}: expected METRIC.KEY=VALUE")
+        if metric not in names:
+            raise UserError(f"--{what} {item!r}: {metric} is not among --metrics {','.join(names)}")
+        out.setdefault(metric, {})[key] = value
+    return out
 
-    return parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
+
+def _option_value(value: str) -> Any:
+    return {"true": True, "false": False}.get(value.lower(), value)
 
 
-def _prompt_sets(metrics: list[str], prompts, prompts_dir, limit, options: dict[str, dict]) -> dict[str, Any]:
+@dataclass
+class MetricRequest:
+    """One metric of an evaluation: its options and weights. `weights` holds the user's explicit paths
+    until `MetricSelection.resolve_weights()`, then the local path of every weight file."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Path] = field(default_factory=dict)
+
+    def build(self, device: str):
+        from t2ibench.metrics import scorer_class
+
+        return scorer_class(self.name)(device=device, weights=self.weights, **self.options)
+
+
+@dataclass
+class MetricSelection:
+    """The metric list of an evaluation, parsed and checked once (names, options, weights keys) and
+    passed on as this object; `resolve_weights()` then finds every weight file, once, before any model."""
+
+    requests: list[MetricRequest]
+    weights_resolved: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.requests]
+
+    def __getitem__(self, name: str) -> MetricRequest:
+        return next(r for r in self.requests if r.name == name)
+
+    @classmethod
+    def parse(cls, metrics: "str | Sequence[str] | MetricSelection", *,
+              weights: Mapping[str, Mapping[str, Any]] | Sequence[str] | None = None,
+              options: Mapping[str, Mapping[str, Any]] | Sequence[str] | None = None) -> "MetricSelection":
+        """metrics: "clip,fid" or names; weights/options: {metric: {key: value}} or ["metric.key=value", ...]."""
+        from t2ibench.metrics import parse_metrics, scorer_class
+
+        if isinstance(metrics, MetricSelection):
+            if weights or options:
+                raise ValueError("a MetricSelection already carries its weights and options")
+            return metrics
+        names = parse_metrics(metrics if isinstance(metrics, str) else ",".join(metrics))
+        if isinstance(weights, (list, tuple)):
+            weights = parse_assignments(weights, "weights", names)
+        if isinstance(options, (list, tuple)):  # command-line strings: "true"/"false" are booleans
+            options = {m: {k: _option_value(v) for k, v in kv.items()}
+                       for m, kv in parse_assignments(options, "option", names).items()}
+        weights, options = dict(weights or {}), dict(options or {})
+        for what, given in (("scorer options", options), ("weights", weights)):
+            stray = sorted(set(given) - set(names))
+            if stray:
+                raise UserError(f"{what} given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
+        from t2ibench.metrics.option_keys import check_scorer_keys
+
+        check_scorer_keys(names, weights, options)  # a typo would open its own manifest group
+        requests = []
+        for name in names:
+            opts = dict(options.get(name) or {})
+            known = {wf.key for wf in scorer_class(name).weight_files(**opts)}
+            for key in (weights.get(name) or {}):
+                if key not in known:
+                    raise UserError(f"--weights {name}.{key}: {name} has no weights {key!r}; "
+                                    f"known: {', '.join(sorted(known)) or 'none'}")
+            requests.append(MetricRequest(name, opts, {k: Path(v) for k, v in (weights.get(name) or {}).items()}))
+        return cls(requests)
+
+    def resolve_weights(self) -> "MetricSelection":
+        """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
+        if self.weights_resolved:
+            return self
+        from t2ibench.metrics import scorer_class
+        from t2ibench.prerequisites import MissingInputs
+        from t2ibench.weights import resolve
+
+        missing = MissingInputs()  # every missing file in one message, not one per attempt
+        resolved = [{wf.key: missing.check(lambda wf=wf, r=r: resolve(wf, r.weights.get(wf.key), metric=r.name))
+                     for wf in scorer_class(r.name).weight_files(**r.options)} for r in self.requests]
+        missing.raise_if_any()
+        for r, paths in zip(self.requests, resolved):
+            r.weights = paths
+        self.weights_resolved = True
+        return self
+
+
+def _prompt_sets(selection: MetricSelection, prompts, prompts_dir, limit) -> dict[str, Any]:
     """metric -> PromptSet (sets shared between metrics are loaded once)."""
-    from t2ibench.prompts import (
-        default_prompt_set,
-        load_prompt_set,
-        prompts_from_tifa_questions,
-    )
+    from t2ibench.metrics import default_prompt_set
+    from t2ibench.prompts import load_prompt_set, prompts_from_tifa_questions
 
     loaded: dict[str, Any] = {}
     out = {}
-    for m in metrics:
-        questions = options.get(m, {}).get("questions") if m == "tifa" else None
+    for m in selection.names:
+        questions = selection[m].options.get("questions") if m == "tifa" else None
         if prompts is not None:
             key = f"set:{prompts}"
             if key not in loaded:
@@ -124,20 +199,6 @@ def _check_prompts(metrics: list[str], sets: dict[str, Any], protocol, options: 
     k = getattr(protocol, "images_per_prompt", None) or 1
     for m in metrics:
         check_prompts(m, sets[m].records, k, **options.get(m, {}))
-
-
-def _check_weights(metrics: list[str], weights: dict[str, dict], options: dict[str, dict]) -> None:
-    """Every scorer's weight files, found before any model is built (MissingWeightsError otherwise)."""
-    from t2ibench.metrics import scorer_class
-    from t2ibench.prerequisites import MissingInputs
-    from t2ibench.weights import resolve
-
-    missing = MissingInputs()  # every missing file in one message, not one per attempt
-    for m in metrics:
-        for wf in scorer_class(m).weight_files(**options.get(m, {})):
-            explicit = (weights.get(m) or {}).get(wf.key)
-            missing.check(lambda wf=wf, m=m, explicit=explicit: resolve(wf, Path(explicit) if explicit else None, metric=m))
-    missing.raise_if_any()
 
 
 def _generation_protocol(protocol: Protocol, ema: bool) -> dict[str, Any]:
@@ -183,18 +244,17 @@ def _weights_digest(paths: dict[str, Path]) -> dict[str, str]:
     return out
 
 
-def _score(name: str, scorer, image_paths: list[Path], records, batch_size, progress: bool):
+def _score(name: str, scorer, image_paths: list[Path], records, batch_size, progress: bool,
+           unreadable: set[str] | None = None):
     from t2ibench.generate import _progress
+    from t2ibench.images import load_image
 
-    def images():
-        from PIL import Image
-
+    def images():  # decoded per metric, so memory stays one batch deep; None (unreadable) is skipped and counted
         for p in image_paths:
-            try:
-                with Image.open(p) as im:
-                    yield im.convert("RGB")
-            except (OSError, ValueError):
-                yield None  # counted as skipped by the scorer
+            image = load_image(p)
+            if image is None and unreadable is not None:
+                unreadable.add(p.name)
+            yield image
 
     with _progress(progress, f"scoring {name}", len(records)) as bar:
         return scorer.score(images(), list(records), batch_size=batch_size, progress=bar.advance)
@@ -214,8 +274,8 @@ def _variant_stats(variant_spec: dict | None) -> tuple[str | None, str | None, i
         return name, family, None, None
 
 
-def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=None, protocol: Protocol | None = None,
-             out_dir: Path, limit: int | None = None, db: Path | str | None = None, run: str | None = None,
+def evaluate(model_or_ckpt, metrics: str | Sequence[str] | MetricSelection, *, prompts: str | None = None,
+             prompts_dir=None, protocol: Protocol | None = None, out_dir: Path, limit: int | None = None, db: Path | str | None = None, run: str | None = None,
              variant: str | None = None, step: int | None = None, train_flops: float | None = None,
              scorer_options: dict[str, dict] | None = None, device: str = "cpu", batch_size: int | None = None,
              accelerator=None, progress: bool = True, ema: bool = False,
@@ -223,38 +283,34 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
              score_batch_size: int | None = None, store: bool = True, offload: str | None = None) -> dict:
     """Generate (what is missing) and score; returns the results dict written to out_dir/results.json.
 
-    batch_size: images per generation batch (default 8); score_batch_size: per scorer call (default:
-    each scorer's own). image_dir: image cache root (default out_dir/images). db: results store
-    path (default t2ibench.store.default_db_path()); store=False writes no row. offload: CPU offload
-    of a diffusers pipeline ("model" or "sequential"; changes no numbers, so not in the manifest).
+    metrics: "tifa,clip", names, or a parsed `MetricSelection` (which carries its weights and options;
+    then `weights`/`scorer_options` stay None). batch_size: images per generation batch (default 8);
+    score_batch_size: per scorer call (default: each scorer's own). image_dir: image cache root (default
+    out_dir/images). db: results store path (default t2ibench.store.default_db_path()); store=False writes
+    no row. offload: CPU offload of a diffusers pipeline ("model" or "sequential"; changes no numbers, so
+    not in the manifest).
     """
     t_start = time.time()
     protocol = protocol or Protocol()
-    options = {k: dict(v) for k, v in (scorer_options or {}).items()}
-    weights = weights or {}
-    names = _metric_list(metrics)
-    stray = sorted(set(options) - set(names))
-    if stray:
-        raise UserError(f"scorer options given for {', '.join(stray)}, which is not among the metrics {','.join(names)}")
-    from t2ibench.metrics.option_keys import check_scorer_keys
     from t2ibench.prerequisites import MissingInputs
 
-    check_scorer_keys(names, weights, options)  # a typo would open its own manifest group
+    selection = MetricSelection.parse(metrics, weights=weights, options=scorer_options)
+    names = selection.names
     out_dir = Path(out_dir)
     if isinstance(model_or_ckpt, (str, os.PathLike)):
-        from t2ibench.checkpoints import precheck
+        from t2ibench.generate import check_checkpoint
 
-        precheck(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
+        check_checkpoint(model_or_ckpt, ema)  # a path that is no checkpoint: say so before anything else
     missing = MissingInputs()  # prompt sets and weights: everything missing in one message
-    sets = missing.check(lambda: _prompt_sets(names, prompts, prompts_dir, limit, options))
-    missing.check(lambda: _check_weights(names, weights, options))
+    sets = missing.check(lambda: _prompt_sets(selection, prompts, prompts_dir, limit))
+    missing.check(selection.resolve_weights)
     missing.raise_if_any()
-    _check_prompts(names, sets, protocol, options)
+    _check_prompts(names, sets, protocol, {m: selection[m].options for m in names})
     gen_protocol = _generation_protocol(protocol, ema)
     _check_out_dir(out_dir, gen_protocol, sets, None)  # before loading anything
     _check_writable(out_dir, image_dir, db if store else False)
 
-    dist, device = _distributed(accelerator, device)
+    dist, device = processes(accelerator, device)
     model = as_sampleable(model_or_ckpt, ema=ema, device=device, dtype=protocol.dtype, offload=offload)
     # what the model samples with (scheduler, guidance, ...) joins the protocol: other samplers, other manifests
     gen_protocol["sampling"] = model.sampling(protocol)
@@ -268,8 +324,9 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
     restore_training = _eval_mode(model)
     try:
         for pset in distinct.values():
-            image_paths[pset.name] = generate(model, pset, protocol, cache_root, batch_size=batch_size or 8,
-                                              rank=dist.rank, world=dist.world, progress=progress and dist.rank == 0)
+            image_paths[pset.name] = generate(model, pset, protocol, cache_root,
+                                              batch_size=batch_size or GENERATION_BATCH_SIZE, rank=dist.rank,
+                                              world=dist.world, progress=progress and dist.rank == 0)
     finally:
         restore_training()
     gen_seconds = time.time() - t_gen
@@ -290,7 +347,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
         pset = sets[m]
         paths = image_paths[pset.name]
         t0 = time.time()
-        scorer = _build_scorer(m, device, weights.get(m), options.get(m, {}))
+        scorer = selection[m].build(device)
         k = int(protocol.images_per_prompt)
         records = [r for r in pset.records for _ in range(k)]  # generate() orders images prompt by prompt
         result = _score(m, scorer, paths, records, score_batch_size, progress)
@@ -299,7 +356,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
             "prompt_set": pset.describe(),
             "seeds": _seed_rule(protocol, len(pset)),
             "scorer": {"name": m, "version": result.version, "weights": _weights_digest(scorer.paths),
-                       "options": _canonical_options(options.get(m, {}))},
+                       "options": _canonical_options(selection[m].options)},
             "libraries": libs,
         }
         entry = result.to_dict(per_item=False)
@@ -331,7 +388,7 @@ def evaluate(model_or_ckpt, metrics, *, prompts: str | None = None, prompts_dir=
                      "scorers": {m: results[m]["manifest"]["scorer"] for m in results}, "libraries": libs},
         "metrics": results,
         "per_item": per_item,
-        "generation": {"device": device, "batch_size": batch_size or 8, "processes": dist.world,
+        "generation": {"device": device, "batch_size": batch_size or GENERATION_BATCH_SIZE, "processes": dist.world,
                        "image_dir": str(cache_root), "seconds": round(gen_seconds, 3)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - t_start, 3),
     }
@@ -427,6 +484,67 @@ def uncertainty(result) -> dict[str, Any]:
     return out
 
 
+def evaluate_images(images_dir: Path | str, metrics: str | Sequence[str] | MetricSelection, *,
+                    prompts: str | None = None, out_dir: Path, limit: int | None = None, device: str = "cpu",
+                    score_batch_size: int | None = None, progress: bool = True,
+                    weights: dict[str, dict[str, str]] | None = None,
+                    scorer_options: dict[str, dict] | None = None, images_per_prompt: int | None = None) -> dict:
+    """Score the images of a folder (named by prompt id or index, see t2ibench/images.py) against
+    `prompts` (a set name or prompt file; a TIFA question file in scorer_options["tifa"]["questions"]
+    brings its own); writes and returns out_dir/results.json. Checked before any model is loaded:
+    metrics, prompts, the image/prompt match, every weight file (everything missing in one message),
+    each metric's check of its prompts (K = images_per_prompt images per prompt, else 1), --out writable."""
+    from t2ibench.cli_args import writable_dir
+    from t2ibench.images import load_prompts, match_images
+    from t2ibench.metrics import check_prompts
+    from t2ibench.prerequisites import MissingInputs
+
+    selection = MetricSelection.parse(metrics, weights=weights, options=scorer_options)
+    questions = selection["tifa"].options.get("questions") if "tifa" in selection.names else None
+    if not prompts and not (questions is not None and not isinstance(questions, (list, dict))):
+        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
+    missing = MissingInputs()  # the prompts, the image match and every scorer's weights, reported together
+    if prompts:
+        pset = missing.check(lambda: load_prompts(prompts, limit=limit))
+    else:  # a TIFA question file brings its own prompts
+        from t2ibench.prompts import prompts_from_tifa_questions
+
+        pset = missing.check(lambda: prompts_from_tifa_questions(questions, limit=limit))
+    match = missing.check(lambda: match_images(images_dir, list(pset))) if pset is not None else None
+    missing.check(selection.resolve_weights)  # stop before any model is loaded
+    missing.raise_if_any()
+    for m in selection.names:  # the metric's questions present, K images per prompt
+        check_prompts(m, match.prompts, images_per_prompt, **selection[m].options)
+    out_dir = writable_dir(out_dir, "--out")
+
+    results: dict[str, Any] = {}
+    unreadable: set[str] = set()
+    for m in selection.names:
+        t0 = time.time()
+        scorer = selection[m].build(device)
+        result = _score(m, scorer, match.paths, match.prompts, score_batch_size, progress, unreadable)
+        entry = result.to_dict()
+        entry.update(uncertainty(result))  # ci95, how it was made, categories' intervals
+        entry["weights"] = {k: {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None}
+                            for k, p in scorer.paths.items()}
+        entry["seconds"] = round(time.time() - t0, 3)
+        results[m] = entry
+        del scorer
+    record = {
+        "source": {"images": str(Path(images_dir).resolve()), "prompts": prompts, "matched_by": match.by},
+        "prompt_set": pset.describe() if hasattr(pset, "describe") else None,
+        "n_prompts": len(pset), "n_images": len(match.paths), "prompts_without_image": match.prompts_without_image,
+        "n_skipped": len(unreadable), "skipped_images": sorted(unreadable),
+        "metrics": results,
+        "manifest": {"device": device, "batch_size": score_batch_size, "packages": library_versions(),
+                     "scorers": {m: r["version"] for m, r in results.items()},
+                     "options": {r.name: r.options for r in selection.requests if r.options}},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(Path(out_dir) / RESULTS_FILE, record)
+    return record
+
+
 def _canonical_options(options: dict[str, Any]) -> dict[str, str]:
     """Options as the manifest records them: a file by its sha256, not its path (same file, same manifest)."""
     from t2ibench.checkpoints import file_sha256
@@ -440,12 +558,6 @@ def _canonical_options(options: dict[str, Any]) -> dict[str, str]:
         else:
             out[k] = str(v)
     return out
-
-
-def _build_scorer(name: str, device: str, weights: dict | None, options: dict):
-    from t2ibench.metrics import scorer_class
-
-    return scorer_class(name)(device=device, weights=weights, **options)
 
 
 def _eval_mode(model):

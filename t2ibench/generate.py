@@ -1,6 +1,6 @@
 """Image generation under the study's protocol: DDIM, 50 steps, CFG 7.5, 256x256, image i seeded base_seed + i.
 
-    model = load_checkpoint("runs/x/checkpoint-1000")          # t2ibench checkpoint, diffusers dir or hub id
+    model = load_sampleable("runs/x/checkpoint-1000")          # t2ibench checkpoint, diffusers dir or hub id
     paths = generate(model, load_prompt_set("tifa-v1"), Protocol(), cache_dir=Path("out/images"))
 
 Reproducibility rules (all tested):
@@ -34,82 +34,30 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from t2ibench.atomic import atomic_open
 from t2ibench.errors import UserError
+from t2ibench.protocol import (  # noqa: F401
+    DTYPES,
+    GENERATION_BATCH_SIZE,
+    SAMPLERS,
+    SEED_STRIDE,
+    UNCOND_PROMPT,
+    Protocol,
+    Sampleable,
+    image_seed,
+    resolve_dtype,
+    scheduler_record,
+    torch_dtype,
+)
 
-UNCOND_PROMPT = ""
-SAMPLERS = ("ddim",)
-DTYPES = ("fp32", "bf16", "fp16")
+GENERATION_INDEX = "generation.json"
 
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def resolve_dtype(name: str, device: str) -> str:
-    """`auto`: bf16 on a CUDA GPU that supports it, else fp32 (CPU, or a GPU without bf16)."""
-    if name != "auto":
-        if name not in DTYPES:
-            raise UserError(f"--dtype must be auto or one of {', '.join(DTYPES)}, got {name!r}")
-        return name
-    import torch
-
-    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Generation settings; every field is recorded in each result's manifest."""
-
-    sampler: str = "ddim"
-    steps: int = 50
-    cfg: float = 7.5
-    resolution: int = 256
-    base_seed: int = 0
-    eta: float = 0.0
-    dtype: str = "fp32"  # fp32 | bf16 | fp16 (resolve "auto" with resolve_dtype first)
-    compile: bool = False  # torch.compile the denoiser: an execution option, recorded since it may round differently
-    images_per_prompt: int = 1  # K; image j of prompt i is seeded image_seed(base_seed, i, j)
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise UserError(f"unknown sampler {self.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if int(self.steps) < 1:
-            raise UserError(f"steps must be at least 1, got {self.steps}")
-        if int(self.resolution) < 8 or int(self.resolution) % 8:
-            raise UserError(f"resolution must be a positive multiple of 8, got {self.resolution}")
-        if not 0.0 <= float(self.eta) <= 1.0:
-            raise UserError(f"eta must be in [0, 1], got {self.eta}")
-        if self.dtype not in DTYPES:
-            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not 1 <= int(self.images_per_prompt) <= 1000:
-            raise UserError(f"images per prompt must be between 1 and 1000, got {self.images_per_prompt}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def scheduler_record(scheduler) -> dict[str, Any]:
-    """Class and config of a diffusers scheduler, JSON-safe and stable (no private keys such as the
-    unordered `_use_default_values`)."""
-    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
-    return {"class": type(scheduler).__name__, "config": json.loads(json.dumps(config, default=str))}
-# Image j of prompt i gets seed base_seed + i + SEED_STRIDE * j: image 0 keeps the K=1 protocol's seed
-# (so K=4 extends K=1 results and reuses their cached images) and no two images of a set under
-# SEED_STRIDE prompts share a seed.
-SEED_STRIDE = 1_000_000
-
-
-def image_seed(base_seed: int, prompt_index: int, image_index: int = 0) -> int:
-    return int(base_seed) + int(prompt_index) + SEED_STRIDE * int(image_index)
+# The protocol (one dataclass, its defaults the paper's; seeds, dtypes, the scheduler record) lives in
+# t2ibench.protocol; re-exported here.
 
 
 def _sha256_json(obj: Any) -> str:
@@ -124,51 +72,6 @@ def settings_key(protocol: Protocol, model: "Sampleable") -> str:
 
 
 # -- models ---------------------------------------------------------------------------------------
-class Sampleable:
-    """The few things the sampler needs, over a t2ibench model or a diffusers pipeline."""
-
-    kind: str = ""
-    ema: bool = False
-    ckpt_hash: str = ""
-    source: str = ""
-    tags: dict[str, Any] = {}
-    variant: dict[str, Any] | None = None
-
-    def scheduler(self):
-        raise NotImplementedError
-
-    def noise_shape(self, resolution: int) -> tuple[int, int, int]:
-        raise NotImplementedError
-
-    def encode_text(self, prompts: list[str]):
-        raise NotImplementedError
-
-    def predict_noise(self, x, t, context):
-        raise NotImplementedError
-
-    def decode(self, x):
-        """Backbone space -> pixels in [-1, 1] (not yet clamped)."""
-        raise NotImplementedError
-
-    @property
-    def device(self):
-        raise NotImplementedError
-
-    def use_compiled(self, compiled: bool) -> None:
-        if compiled:
-            raise UserError(f"--compile is not supported for {type(self).__name__}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source": self.source, "hash": self.ckpt_hash, "ema": self.ema}
-
-    def sampling(self, protocol: Protocol) -> dict[str, Any]:
-        """What the model samples with under `protocol` (scheduler, guidance, ...), for the manifest."""
-        return {"scheduler": scheduler_record(self.scheduler()),
-                "guidance": {"kind": "cfg", "scale": float(protocol.cfg)},
-                "negative_prompt": {"text": UNCOND_PROMPT, "conditioning": '""'}, "dtype": protocol.dtype,
-                "compile": bool(protocol.compile)}
-
-
 class T2IModelSampler(Sampleable):
     kind = "t2ibench"
 
@@ -227,9 +130,123 @@ def as_sampleable(model_or_ckpt, *, ema: bool = False, device: str = "cpu", dtyp
 
     if isinstance(model_or_ckpt, TextToImageModel):
         return T2IModelSampler(model_or_ckpt, ema=ema)
-    from t2ibench.checkpoints import load_checkpoint
+    return load_sampleable(model_or_ckpt, ema=ema, device=device, dtype=dtype, offload=offload)
 
-    return load_checkpoint(model_or_ckpt, ema=ema, device=device, dtype=dtype, offload=offload)
+
+def check_checkpoint(ckpt: str | os.PathLike[str], ema: bool = False) -> str:
+    """`checkpoints.precheck` (the path, its kind, EMA weights), plus, for a diffusers directory, that its
+    class is a text-to-image pipeline t2ibench samples and no component is missing; no weights read."""
+    from t2ibench.checkpoints import precheck, resolve_ckpt_path
+
+    kind = precheck(ckpt, ema)
+    if kind == "diffusers":
+        from t2ibench.pipelines import inspect_pipeline_dir
+
+        inspect_pipeline_dir(resolve_ckpt_path(os.fspath(ckpt)))
+    return kind
+
+
+def load_sampleable(ckpt: str | os.PathLike[str], *, ema: bool = False, device: str = "cpu", dtype: str = "fp32",
+                    offload: str | None = None):
+    """A `Sampleable` for a checkpoint path or hub id; every bad input is a one-line UserError.
+
+    dtype: a diffusers pipeline loads in it (t2ibench's own models take it per run, from the protocol);
+    offload: "model" or "sequential" CPU offload of a diffusers pipeline (CUDA only)."""
+    from t2ibench.checkpoints import resolve_ckpt_path, t2ibench_hash, tree_sha256
+    from t2ibench.model import TextToImageModel
+    from t2ibench.pipelines import load_pipeline
+
+    text = os.fspath(ckpt)
+    path = resolve_ckpt_path(text)
+    kind = check_checkpoint(ckpt, ema)
+    if kind != "hub":
+        if kind == "t2ibench":
+            if offload:
+                raise UserError("--offload applies to diffusers pipelines; t2ibench checkpoints fit on one GPU")
+            digest = t2ibench_hash(path, ema)
+            model = TextToImageModel.load(path, ema=ema, device=device)
+            return T2IModelSampler(model, ema=ema, source=str(path.resolve()), ckpt_hash=digest)
+        return load_pipeline(str(path), source=str(path.resolve()), ckpt_hash=tree_sha256(path), device=device,
+                             dtype=dtype, offload=offload)
+    return _load_hub_pipeline(text, device, dtype, offload)
+
+
+def _load_hub_pipeline(repo_id: str, device: str, dtype: str, offload: str | None):
+    from huggingface_hub import snapshot_download
+
+    from t2ibench.checkpoints import tree_sha256
+    from t2ibench.pipelines import load_pipeline
+
+    try:
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
+    except Exception as exc:  # offline, unknown repo, gated: one line
+        raise UserError(f"cannot get pipeline {repo_id!r} from the Hugging Face hub or its cache "
+                        f"({type(exc).__name__}); download it or pass a local directory") from None
+    return load_pipeline(local, source=f"hf:{repo_id}", ckpt_hash=tree_sha256(Path(local)), device=device, dtype=dtype,
+                         offload=offload)
+
+
+# -- processes -----------------------------------------------------------------------------------
+@dataclass
+class Processes:
+    """This process's place among those sharing the work (1 of 1 outside `accelerate launch`)."""
+
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.state.wait_for_everyone()
+
+
+def processes(accelerator, device: str) -> tuple[Processes, str]:
+    """(this process's rank and world, its device) under an accelerator, torchrun/accelerate launch, or alone."""
+    if accelerator is not None:
+        return Processes(accelerator.process_index, accelerator.num_processes, accelerator), str(accelerator.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under `accelerate launch` / torchrun
+        from accelerate import PartialState
+
+        state = PartialState(cpu=device == "cpu")
+        return Processes(state.process_index, state.num_processes, state), "cpu" if device == "cpu" else str(state.device)
+    return Processes(), device
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> cuda when torch sees one, else cpu; a device torch cannot use is a one-line UserError."""
+    from t2ibench.devices import resolve_device as checked
+
+    return checked(device)
+
+
+def generate_to_folder(ckpt, prompt_set, protocol: Protocol, out: Path, *, ema: bool = False, device: str = "auto",
+                       batch_size: int = GENERATION_BATCH_SIZE, image_dir: Path | None = None,
+                       offload: str | None = None) -> dict[str, Any] | None:
+    """`t2ibench generate`: the images of a prompt set for a checkpoint (cached, sharded across processes),
+    plus `out/generation.json` listing every image with its prompt and seed. Returns that index on the
+    main process, None on the others."""
+    import time
+
+    from t2ibench.atomic import write_json_atomic
+
+    dist, device = processes(None, resolve_device(device))
+    model = as_sampleable(ckpt, ema=ema, device=device, dtype=protocol.dtype, offload=offload)
+    t0 = time.time()
+    paths = generate(model, prompt_set, protocol, image_dir or out, batch_size=batch_size, rank=dist.rank,
+                     world=dist.world, progress=dist.rank == 0)
+    dist.barrier()
+    if dist.rank != 0:
+        return None
+    index = {
+        "checkpoint": model.describe(),
+        "protocol": {**protocol.to_dict(), "ema": ema, "sampling": model.sampling(protocol)},
+        "settings_key": settings_key(protocol, model), "prompt_set": prompt_set.describe(),
+        "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i, "path": os.path.relpath(p, out)}
+                   for i, (r, p) in enumerate(zip(prompt_set.records, paths))],
+        "processes": dist.world, "seconds": round(time.time() - t0, 3),
+    }
+    write_json_atomic(Path(out) / GENERATION_INDEX, index)
+    return {**index, "paths": paths}
 
 
 # -- the sampling loop ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import PromptRecord
+from t2ibench.prompts.record import PromptRecord
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.generate import Protocol, Sampleable, scheduler_record, torch_dtype
+from t2ibench.protocol import Protocol, Sampleable, scheduler_record, torch_dtype
 
 DDIM = "ddim"
 FLOW_EULER = "flow-euler"

@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pg_server import pg_server_url, store_url  # noqa: F401 -- fixtures: one PostgreSQL server per session
 
 # No hub on CI: a hub lookup must fail at once instead of retrying for 30-50 s per file.
@@ -31,3 +32,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline_empty(monkeypatch, tmp_path):
+    """No hub, and empty weight locations ($T2IBENCH_WEIGHTS, HF and torch caches) under tmp_path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("T2IBENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from builders.alignment_models import build_tiny_mask2former
-from tiny_scorers import build_tiny_clip
-from tiny_t2i import tiny_model
 
+from builders.alignment_models import build_tiny_mask2former
 from t2ibench.cli import main
 from t2ibench.evaluate import Protocol, evaluate
 from t2ibench.metrics.geneval.detector import OBJECT_NAMES
 from t2ibench.store import ResultsStore
+from tiny_scorers import build_tiny_clip
+from tiny_t2i import tiny_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "prompts"
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),

@@ -48,7 +48,9 @@ def world(tmp_path_factory) -> Path:
     store.add(ResultRow(run="a", metric="tifa", version="v1", value=0.5, n_items=3, step=10, train_flops=1e12,
                         manifest_hash="m" * 64))
     store.close()
-    build_site(ResultsStore(root / "store.sqlite"), root / "site")
+    store = ResultsStore(root / "store.sqlite")
+    build_site(store, root / "site")
+    store.close()  # an open connection keeps -wal/-shm files that vanish whenever it is collected
     (root / "empty.sqlite").write_bytes(b"")
     (root / "a_file").write_text("not a directory")
     (root / "eval_out").mkdir()
@@ -177,6 +179,7 @@ def test_unknown_option_and_weights_keys_are_refused(world, args, expected):
 def test_unknown_keys_regression_manifest_cannot_fork(world):
     """The typo `tifa.nope=1` used to be accepted and change the manifest hash (its own leaderboard group);
     the library refuses it as well as the CLI, and the in-training evaluation's eval.options too."""
+    import t2ibench.demo  # noqa: F401  (registers the shapes-measure VQA backend)
     from t2ibench.errors import UserError
     from t2ibench.evaluate import evaluate
     from t2ibench.metrics.option_keys import option_keys

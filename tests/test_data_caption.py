@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from t2ibench.cli import main
-from t2ibench.errors import UserError
 from builders import curation_models as tiny
+from t2ibench.cli import main
 from t2ibench.data.caption import CaptionConfig, run_caption
 from t2ibench.data.readers import ShardStats, decode_image, open_dataset
+from t2ibench.errors import UserError
 
 KINDS = ("webdataset", "folder", "parquet")
 GEN = dict(max_new_tokens=6, progress=False, chunk_size=4)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from t2ibench.cli import main
-from t2ibench.errors import UserError
 from builders import curation_models as tiny
+from t2ibench.cli import main
 from t2ibench.data.dedup import DuplicateIndex, hamming, image_hash
 from t2ibench.data.filter import FilterConfig, run_filter
+from t2ibench.errors import UserError
 
 KINDS = ("webdataset", "folder", "parquet")
 CHEAP = dict(chunk_size=4, min_size=16, max_aspect=4.0, dedup="phash", progress=False)

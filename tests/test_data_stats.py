@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from t2ibench.cli import main
 from builders import curation_models as tiny
+from t2ibench.cli import main
 from t2ibench.data.stats import NounExtractor, StatsConfig, humanize, run_stats
 
 

@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from t2ibench.demo.datasets import write_eval_set, write_training_set
 from t2ibench.demo.questions import questions_for_spec
 from t2ibench.demo.shapes import (
-    PALETTE, RELATIONS, Group, SceneSpec, ShapesWorld, canonical_key, caption, eval_specs,
-    training_scenes, write_eval_set, write_training_set,
+    PALETTE,
+    RELATIONS,
+    Group,
+    SceneSpec,
+    ShapesWorld,
+    canonical_key,
+    caption,
+    eval_specs,
+    training_scenes,
 )
 from t2ibench.errors import UserError
 from t2ibench.metrics.tifa.questions import load_questions

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from t2ibench.demo.datasets import write_eval_set
 from t2ibench.demo.measure_vqa import ShapesMeasureVQA, classify_shape
 from t2ibench.demo.questions import questions_for_spec
-from t2ibench.demo.shapes import (
-    PALETTE, SHAPES, PlacedObject, ShapesWorld, draw_shape, write_eval_set,
-)
+from t2ibench.demo.shapes import PALETTE, SHAPES, PlacedObject, ShapesWorld, draw_shape
 from t2ibench.errors import UserError
 from t2ibench.metrics.tifa.vqa import VQABackend, vqa_backend_class
 

@@ -15,8 +15,8 @@ import re
 import sys
 
 import pytest
-from official_code import official_module
 
+from official_code import official_module
 from t2ibench.metrics.dpg.graph import parse_question_graphs, score_prompt, summarize
 
 ROWS = [  # item_id, text, proposition_id, dependency, tuple, question

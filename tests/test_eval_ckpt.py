@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_t2i import tiny_model, tiny_spec, tiny_text_encoder, write_question_file  # noqa: E402
-
+import t2ibench.demo  # noqa: E402,F401  (registers the "shapes-measure" VQA backend)
 from t2ibench.cli import main  # noqa: E402
 from t2ibench.errors import UserError  # noqa: E402
 from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate  # noqa: E402
 from t2ibench.store import ResultsStore  # noqa: E402
+from tiny_t2i import tiny_model, tiny_spec, tiny_text_encoder, write_question_file  # noqa: E402
 
 P = Protocol(steps=3, resolution=16)
 CAPTIONS = {f"shapes_{i}": f"a red circle and {i + 1} blue squares" for i in range(5)}

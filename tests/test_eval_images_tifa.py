@@ -4,7 +4,8 @@ images and questions takes, scored by the demo's measuring backend on its ground
 import json
 
 from t2ibench.cli import main
-from t2ibench.demo.shapes import ShapesWorld, write_eval_set
+from t2ibench.demo.datasets import write_eval_set
+from t2ibench.demo.shapes import ShapesWorld
 
 
 def test_eval_images_with_tifa_question_file(tmp_path, capsys):

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_t2i import tiny_model, write_question_file
-
+import t2ibench.demo  # noqa: F401  (registers the "shapes-measure" VQA backend)
 from t2ibench import stats
 from t2ibench.cli import main
 from t2ibench.evaluate import RESULTS_FILE, Protocol, evaluate
 from t2ibench.generate import image_seed
 from t2ibench.store import ResultsStore
+from tiny_t2i import tiny_model, write_question_file
 
 P = Protocol(steps=2, resolution=16)
 CAPTIONS = {f"shapes_{i}": f"a red circle and {i + 1} blue squares" for i in range(6)}

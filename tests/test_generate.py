@@ -16,12 +16,10 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_t2i import tiny_model, tiny_sd_pipeline_dir  # noqa: E402
-
 from t2ibench.errors import UserError  # noqa: E402
-from t2ibench.generate import (Protocol, T2IModelSampler, generate, initial_noise, plan, sample_batch,  # noqa: E402
-                               settings_key)
+from t2ibench.generate import Protocol, T2IModelSampler, generate, initial_noise, plan, sample_batch, settings_key  # noqa: E402
 from t2ibench.prompts import load_prompt_set  # noqa: E402
+from tiny_t2i import tiny_model, tiny_sd_pipeline_dir  # noqa: E402
 
 P = Protocol(steps=4, resolution=16)
 PROMPTS = [f"a {c} circle and a {s}" for c in ("red", "green", "blue") for s in ("square", "triangle")]
@@ -147,7 +145,7 @@ def test_kill_during_generation_then_resume(tmp_path, prompt_file):
     final = sorted((tmp_path / "killed").rglob("*.png"))
     assert len(final) == 18 and not list((tmp_path / "killed").rglob("*.tmp"))
     assert all((p.stat().st_ino, p.stat().st_mtime_ns) == s for p, s in stamps.items())
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable as load_checkpoint
 
     reference = generate(load_checkpoint(ckpt), load_prompt_set(prompts), Protocol(steps=20, resolution=16),
                          tmp_path / "reference", batch_size=2, progress=False)
@@ -159,7 +157,7 @@ def test_diffusers_pipeline_matches_diffusers_own_sampling(tmp_path):
     """A StableDiffusionPipeline directory, sampled by t2ibench's loop, gives diffusers' own images."""
     from diffusers import DDIMScheduler, DiffusionPipeline
 
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable as load_checkpoint
 
     directory = tiny_sd_pipeline_dir(tmp_path / "sd")
     model = load_checkpoint(directory)

@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 import pytest
-from official_code import official_file, official_functions
 
+from official_code import official_file, official_functions
 from t2ibench.metrics.geneval import rules
 from t2ibench.metrics.geneval.detector import OBJECT_NAMES
 

@@ -6,13 +6,13 @@ the rules applied to the detector's own per-image output."""
 from __future__ import annotations
 
 import pytest
-from builders.alignment_models import build_tiny_mask2former
-from tiny_scorers import build_tiny_clip
 
+from builders.alignment_models import build_tiny_mask2former
 from t2ibench.metrics.base import PromptRecord
 from t2ibench.metrics.geneval import rules
 from t2ibench.metrics.geneval.detector import COLOR_TEMPLATES, OBJECT_NAMES
 from t2ibench.metrics.geneval.scorer import GenEvalScore
+from tiny_scorers import build_tiny_clip
 
 DOG = OBJECT_NAMES.index("dog")
 PROMPTS = [

@@ -15,7 +15,13 @@ from scipy import stats
 from t2ibench.cli import main
 from t2ibench.errors import UserError
 from t2ibench.leaderboard.analysis import (
-    competition_ranks, fit_power_law, fit_scaling, group_by_protocol, pareto_frontier, select_per_run, spearman,
+    competition_ranks,
+    fit_power_law,
+    fit_scaling,
+    group_by_protocol,
+    pareto_frontier,
+    select_per_run,
+    spearman,
 )
 from t2ibench.leaderboard.reference import PAPER_FITS, TABLE4
 from t2ibench.leaderboard.site import build_site

@@ -21,15 +21,6 @@ def tiny_clip(tmp_path_factory):
     return build_tiny_clip(folder)
 
 
-@pytest.fixture
-def offline_empty(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("T2IBENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path
-
-
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()

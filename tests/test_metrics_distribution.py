@@ -16,14 +16,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from builders.distribution_models import build_tiny_clip_vision, build_tiny_dinov2
 from PIL import Image
-from tiny_scorers import build_inception_weights, make_images
 
+from builders.distribution_models import build_tiny_clip_vision, build_tiny_dinov2
 from t2ibench.errors import MissingWeightsError, UserError
 from t2ibench.images import list_images, load_image
 from t2ibench.metrics import PromptRecord, scorer_class
 from t2ibench.metrics.features import EXTRACTED
+from tiny_scorers import build_inception_weights, make_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

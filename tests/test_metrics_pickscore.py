@@ -7,12 +7,12 @@ ViT-H-14 processor are published; the tokenizer is OpenAI CLIP's BPE (open_clip'
 from __future__ import annotations
 
 import pytest
-from builders.distribution_models import build_tiny_pickscore
-from tiny_scorers import make_images
 
+from builders.distribution_models import build_tiny_pickscore
 from t2ibench.errors import MissingWeightsError, UserError
 from t2ibench.images import load_image
 from t2ibench.metrics import PromptRecord, scorer_class
+from tiny_scorers import make_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

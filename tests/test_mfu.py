@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,12 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from train_helpers import make_config, tiny_overrides, write_folder
-
 from t2ibench.hardware import Peak, datasheet_peak, dtype_name, measure_gemm_peak, peak_for
 from t2ibench.train.components import build_model
 from t2ibench.train.config import RunConfig, apply_overrides
 from t2ibench.train.flops import account_for
 from t2ibench.variants import VariantSpec
+from train_helpers import make_config, tiny_overrides, write_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders.pipelines import FAMILIES, build_pipeline_dir
 from PIL import Image
-from tiny_t2i import tiny_model, write_question_file
 
+from builders.pipelines import FAMILIES, build_pipeline_dir
 from t2ibench.cli import main
 from t2ibench.generate import Protocol, T2IModelSampler, generate, sample_batch
 from t2ibench.prompts import load_prompt_set
+from tiny_t2i import tiny_model, write_question_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -100,11 +100,11 @@ def test_eval_and_batches_match_the_pipelines_own_call(family, pipeline_dirs, qu
     assert sampling["resolution"] == [res, res] and sampling["steps"] == STEPS
     batch4 = _pixels(_by_seed(out / "images"))
 
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable
 
     prompt_file = tmp_path / "prompts.txt"
     prompt_file.write_text("\n".join(PROMPTS) + "\n")
-    model = load_checkpoint(directory)
+    model = load_sampleable(directory)
     batch1 = _pixels(generate(model, load_prompt_set(prompt_file), Protocol(steps=STEPS, resolution=res),
                               tmp_path / "b1", batch_size=1, progress=False))
     theirs = reference_images(directory, family, sampling["scheduler"], range(len(PROMPTS)), res)
@@ -125,12 +125,12 @@ def test_two_processes_match_the_pipelines_own_call(pipeline_dirs, tmp_path):
                           str(Path(__file__).parent / "pipelines_dist_worker.py"), str(prompt_file),
                           str(tmp_path / "out"), str(STEPS), "2", *targets], env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable
 
     for family in FAMILIES:
         images = _by_seed(tmp_path / "out" / family)
         assert [p.name.rsplit(".s", 1)[1] for p in images] == ["0.png", "1.png", "2.png"]
-        record = load_checkpoint(pipeline_dirs[family]).sampling(Protocol(steps=STEPS, resolution=resolution(family)))
+        record = load_sampleable(pipeline_dirs[family]).sampling(Protocol(steps=STEPS, resolution=resolution(family)))
         theirs = reference_images(pipeline_dirs[family], family, record["scheduler"], range(3), resolution(family))
         _close(_pixels(images), theirs[:3])
 
@@ -138,12 +138,12 @@ def test_two_processes_match_the_pipelines_own_call(pipeline_dirs, tmp_path):
 def test_bf16_runs_on_the_cpu_and_stays_close_to_fp32(pipeline_dirs, tmp_path):
     """bf16 images of a pipeline and of t2ibench's own model: another cache entry, near the fp32 images.
     (The per-family difference is measured in benchmarks/bench_generate.py, docs/pipelines.md.)"""
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable
 
     for family in ("sdxl", "flux-dev"):
         res = resolution(family)
-        fp32 = load_checkpoint(pipeline_dirs[family])
-        bf16 = load_checkpoint(pipeline_dirs[family], dtype="bf16")
+        fp32 = load_sampleable(pipeline_dirs[family])
+        bf16 = load_sampleable(pipeline_dirs[family], dtype="bf16")
         assert bf16.pipe.unet.dtype == torch.bfloat16 if family == "sdxl" else bf16.pipe.transformer.dtype == torch.bfloat16
         p32, p16 = Protocol(steps=STEPS, resolution=res), Protocol(steps=STEPS, resolution=res, dtype="bf16")
         a, b = sample_batch(fp32, PROMPTS[:2], [0, 1], p32), sample_batch(bf16, PROMPTS[:2], [0, 1], p16)
@@ -214,11 +214,11 @@ def test_bad_input_is_one_line_before_loading(pipeline_dirs, tmp_path, capsys):
 def test_fp16_traps_are_handled_at_load(pipeline_dirs):
     """T5 keeps its fp16-unsafe feed-forward output layers in fp32 (transformers' _keep_in_fp32_modules,
     honoured because the pipeline is loaded with dtype=); SDXL's VAE decodes through its fp32 upcast."""
-    from t2ibench.checkpoints import load_checkpoint
+    from t2ibench.generate import load_sampleable
 
-    pixart = load_checkpoint(pipeline_dirs["pixart-sigma"], dtype="fp16").pipe
+    pixart = load_sampleable(pipeline_dirs["pixart-sigma"], dtype="fp16").pipe
     ff = pixart.text_encoder.encoder.block[0].layer[-1].DenseReluDense
     assert ff.wo.weight.dtype == torch.float32 and ff.wi.weight.dtype == torch.float16
     assert pixart.transformer.dtype == torch.float16
-    sdxl = load_checkpoint(pipeline_dirs["sdxl"], dtype="fp16").pipe
+    sdxl = load_sampleable(pipeline_dirs["sdxl"], dtype="fp16").pipe
     assert sdxl.vae.config.force_upcast and sdxl.unet.dtype == torch.float16

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pg_server import drop_database, new_database
 from train_helpers import make_config
 
@@ -90,10 +91,9 @@ def test_in_training_eval_on_postgresql_streams_and_keeps_the_password_secret(pg
 def test_unreachable_eval_db_stops_training_before_step_one(tmp_path):
     import socket
 
-    from train_helpers import write_folder
-
     from t2ibench.errors import UserError
     from t2ibench.train.loop import train
+    from train_helpers import write_folder
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,11 +12,11 @@ import json
 import pytest
 from PIL import Image
 
+from builders.tifa_models import build_tiny_blip_vqa, build_tiny_qwen25_vl
 from t2ibench.metrics.base import PromptRecord
 from t2ibench.metrics.tifa import TIFAScore
 from t2ibench.metrics.tifa.blip import BlipVQACapfiltLarge
 from t2ibench.metrics.tifa.qwen import Qwen25VL3B, match_choice
-from builders.tifa_models import build_tiny_blip_vqa, build_tiny_qwen25_vl
 
 MINILM = "all-minilm-l6-v2"
 

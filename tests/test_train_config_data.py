@@ -11,12 +11,18 @@ import pytest
 import torch
 
 from t2ibench.errors import UserError
-from train_helpers import png_bytes, shape_image, write_folder
 from t2ibench.train.config import RunConfig, apply_overrides
 from t2ibench.train.data import (
-    SampleRules, StepBatches, TrainingData, check_usable, choose_caption, collate, epoch_order, index_dataset,
+    SampleRules,
+    StepBatches,
+    TrainingData,
+    check_usable,
+    choose_caption,
+    collate,
+    epoch_order,
+    index_dataset,
 )
-
+from train_helpers import png_bytes, shape_image, write_folder
 
 # -- config ------------------------------------------------------------------------------------------
 
@@ -222,7 +228,7 @@ def test_randomness_is_a_function_of_position(tmp_path):
 
 
 def test_noise_schedule_is_a_recipe_field_that_reaches_the_model(tmp_path):
-    from t2ibench.train.components import build_model
+    from t2ibench.train.components import new_run_model
 
     base = RunConfig(variant="sdxl")
     assert (base.model.beta_schedule, base.model.beta_start, base.model.beta_end) == ("scaled_linear", 0.00085, 0.012)
@@ -232,17 +238,17 @@ def test_noise_schedule_is_a_recipe_field_that_reaches_the_model(tmp_path):
 
     cfg = apply_overrides(make_config(tmp_path, tmp_path / "run"),
                           ["model.beta_schedule=linear", "model.beta_start=1e-4", "model.beta_end=0.02"])
-    model = build_model(cfg)
+    model = new_run_model(cfg)
     ddpm = model.schedule.ddpm()
     assert model.info.schedule["beta_schedule"] == "linear"
     assert abs(float(ddpm.betas[0]) - 1e-4) < 1e-9 and abs(float(ddpm.betas[-1]) - 0.02) < 1e-7
     with pytest.raises(UserError, match="beta_schedule"):
-        build_model(apply_overrides(cfg, ["model.beta_schedule=cosine"]))
+        new_run_model(apply_overrides(cfg, ["model.beta_schedule=cosine"]))
 
 
 def test_v_prediction_with_zero_terminal_snr(tmp_path):
     from t2ibench.model import NoiseSchedule
-    from t2ibench.train.components import build_model
+    from t2ibench.train.components import new_run_model
     from train_helpers import make_config
 
     schedule = NoiseSchedule(prediction_type="v_prediction", rescale_betas_zero_snr=True)
@@ -254,4 +260,4 @@ def test_v_prediction_with_zero_terminal_snr(tmp_path):
     assert torch.allclose(schedule.training_target(ddpm, x0, noise, t), a * noise - s * x0, atol=1e-6)
     assert torch.equal(NoiseSchedule().training_target(ddpm, x0, noise, t), noise)
     with pytest.raises(UserError, match="needs model.prediction_type=v_prediction"):
-        build_model(apply_overrides(make_config(tmp_path, tmp_path / "r"), ["model.zero_terminal_snr=true"]))
+        new_run_model(apply_overrides(make_config(tmp_path, tmp_path / "r"), ["model.zero_terminal_snr=true"]))

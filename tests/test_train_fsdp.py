@@ -44,7 +44,7 @@ def test_fsdp_shards_matches_ddp_and_resumes_exactly(tmp_path):
     # the sharded checkpoint at step 10 (a copy) resumes exactly: bitwise the uninterrupted run's losses and weights
     ckpt10 = tmp_path / "runs" / "fsdp" / "checkpoints" / "step-00000010" / "training_state"
     assert (ckpt10 / "sharded" / ".metadata").is_file() and not (ckpt10 / "optimizer.pt").exists()
-    assert ranks[0]["resumed_losses"] == [l for l in fsdp if l[0] > 10]
+    assert ranks[0]["resumed_losses"] == [row for row in fsdp if row[0] > 10]
     wr = backbone_weights(Path(ranks[0]["resumed_ckpt"]))
     assert all(torch.equal(wr[k], wf[k]) for k in wf)
 

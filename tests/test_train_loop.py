@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from t2ibench.errors import UserError
-from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
 from t2ibench.train.loop import TrainingDiverged, train
+from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_resume_is_exact(data, straight, tmp_path):
     train(make_config(data, out, **{"train.steps": 2}))
     resumed = train(make_config(data, out), resume=True)
     assert resumed.step == 4 and resumed.samples_seen == straight.samples_seen
-    assert [l for _, l in resumed.losses] == [l for s, l in straight.losses if s > 2]
+    assert [loss for _, loss in resumed.losses] == [loss for s, loss in straight.losses if s > 2]
     assert _equal(backbone_weights(resumed.checkpoint), backbone_weights(straight.checkpoint))
     assert _equal(*(backbone_weights(r.checkpoint, "ema_backbone") for r in (resumed, straight)))
     a = torch.load(resumed.checkpoint / "training_state" / "optimizer.pt", weights_only=True)
@@ -156,13 +156,13 @@ def test_tiny_vae_latent_space_with_and_without_cache(data, tmp_path):
 
 def test_ema_is_the_exact_average(data, tmp_path):
     # one step with decay 0.5: ema = 0.5 * initial + 0.5 * trained, checked against a fresh init
-    from t2ibench.train.components import build_model
+    from t2ibench.train.components import new_run_model
 
     config = make_config(data, tmp_path / "run", **{"train.ema": True, "train.ema_decay": 0.5, "train.steps": 1})
     result = train(config)
     from safetensors.torch import load_file
 
-    init = build_model(config).backbone.state_dict()
+    init = new_run_model(config).backbone.state_dict()
     trained = backbone_weights(result.checkpoint)
     ema = load_file(str(result.model_dir / "ema_backbone" / "diffusion_pytorch_model.safetensors"))
     assert any(not torch.equal(init[k], trained[k]) for k in init)
@@ -193,7 +193,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(data, tmp_path):
 def test_in_training_evaluation_writes_the_store(tmp_path):
     import json
 
-    from t2ibench.demo.shapes import ShapesWorld, write_eval_set, write_training_set
+    from t2ibench.demo.datasets import write_eval_set, write_training_set
+    from t2ibench.demo.shapes import ShapesWorld
     from t2ibench.store import ResultsStore
 
     world = ShapesWorld()

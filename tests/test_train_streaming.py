@@ -143,6 +143,6 @@ def test_resume_after_kill_9_on_shards_is_bitwise(shards, tmp_path):
     proc.wait()
     assert (out / "checkpoints" / "step-00000002").is_dir(), proc.stderr.read().decode()[-2000:]
     resumed = train(make_config(shards, out, **{"checkpoint.every": 1}), resume=True)
-    assert resumed.step == 4 and [l for s, l in resumed.losses] == [l for s, l in reference.losses if s > resumed.losses[0][0] - 1]
+    assert resumed.step == 4 and [loss for s, loss in resumed.losses] == [loss for s, loss in reference.losses if s > resumed.losses[0][0] - 1]
     a, b = backbone_weights(resumed.checkpoint), backbone_weights(reference.checkpoint)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -9,8 +9,8 @@ import types
 from pathlib import Path
 
 import pytest
-from builders.tifa_models import build_tiny_qwen25_vl
 
+from builders.tifa_models import build_tiny_qwen25_vl
 from t2ibench.metrics.base import PromptRecord
 from t2ibench.metrics.vqascore import VQAScore, skill_means
 

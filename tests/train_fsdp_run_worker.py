@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_helpers import make_config  # noqa: E402
-
 from t2ibench.train.loop import train  # noqa: E402
+from train_helpers import make_config  # noqa: E402
 
 
 def main(data: str, out: str) -> None:

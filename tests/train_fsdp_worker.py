@@ -14,9 +14,9 @@ from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, se
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
-from t2ibench.variants import get_variant
-from t2ibench.train.state import _options, full_model_state, load_full_model_state
 from t2ibench.train.ema import EMA
+from t2ibench.train.state import _options, full_model_state, load_full_model_state
+from t2ibench.variants import get_variant
 
 
 def sharded(spec, seed, mesh):

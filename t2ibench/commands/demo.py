@@ -67,7 +67,8 @@ def _demo(args: argparse.Namespace) -> int:
     console = Console(stderr=args.format == "json")
     if args.list_variants:
         for v in MICRO_VARIANTS.values():
-            sizes = " ".join(f"model.{k}={val}" for k, val in v.sizes.items())
+            sizes = " ".join(f"model.{k}={','.join(map(str, val)) if isinstance(val, tuple) else val}"
+                             for k, val in v.sizes.items())
             print(f"{v.name:14s} {v.base}  {sizes:62s} {v.description}")
         return 0
     settings = DemoSettings(

@@ -2,9 +2,10 @@
 
 `--images DIR` scores a folder of existing images against `--prompts` (a prompt-set name or a
 .txt/.csv/.tsv/.jsonl/.json file). Images are named `<prompt id>.png` or `<index>.png` (00000.png is
-the first prompt). `--ckpt PATH` generates the images under the protocol
+the first prompt); see t2ibench/images.py. `--ckpt PATH` generates the images under the protocol
 first (cached, resumable), then scores them and adds one row per metric to the results store; PATH
 is a checkpoint directory, a training run directory (its newest checkpoint) or a hub id.
+Both go through the one driver, t2ibench/evaluate.py; this module only parses and prints.
 
 Weights and options per metric: `--weights METRIC.KEY=PATH` (e.g. `imagereward.imagereward=/w/ImageReward.pt`,
 or a directory holding the file) and `--option METRIC.KEY=VALUE` (e.g. `fid.real_images=/data/coco_val_256`,
@@ -16,14 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 from t2ibench.cli_args import nonnegative_float, nonnegative_int, positive_int
 from t2ibench.errors import UserError
-
-RESULTS_FILE = "results.json"
 
 
 def register(subparsers) -> None:
@@ -50,30 +47,71 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "ckpt", None):
-        return eval_ckpt(args)
-    refuse_ckpt_only_flags(args)
-    return eval_images(args)
+    """Parse the arguments into the driver's inputs, call `t2ibench.evaluate`, print its summary."""
+    from t2ibench.commands import load_plugins
+    from t2ibench.evaluate import RESULTS_FILE, MetricSelection, evaluate, evaluate_images
+    from t2ibench.generate import resolve_device
+
+    load_plugins()  # VQA backends named by --tifa-vqa may come from the demo
+    if not args.ckpt:
+        refuse_ckpt_only_flags(args)
+    selection = MetricSelection.parse(args.metrics, weights=args.weights, options=_option_items(args))
+    if args.ckpt:
+        from t2ibench.commands.generate import protocol_from_args
+        from t2ibench.generate import check_checkpoint
+
+        check_checkpoint(args.ckpt, args.ema)  # a wrong path: the wrong-path message, whatever the other flags say
+        protocol = protocol_from_args(args, args.ckpt)
+        common = dict(limit=args.limit, device=resolve_device(args.device), score_batch_size=args.batch_size,
+                      progress=args.format != "json")
+        out_dir = args.out or Path("results") / "eval" / _default_out_name(args.ckpt)
+        record = evaluate(args.ckpt, selection, prompts=args.prompts, prompts_dir=args.prompts_dir,
+                          protocol=protocol, out_dir=out_dir, db=args.db, run=args.run,
+                          variant=args.variant, step=args.step, train_flops=args.train_flops,
+                          batch_size=args.gen_batch_size, ema=args.ema, image_dir=args.image_cache,
+                          store=not args.no_store, offload=args.offload, **common)
+        if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: the main process reports
+            return 0
+    else:
+        common = dict(limit=args.limit, device=resolve_device(args.device), score_batch_size=args.batch_size,
+                      progress=args.format != "json")
+        out_dir = args.out or Path("results") / "eval" / Path(args.images).resolve().name
+        record = evaluate_images(args.images, selection, prompts=args.prompts, out_dir=out_dir,
+                                 images_per_prompt=getattr(args, "images_per_prompt", None), **common)
+    _print_summary(record, selection.names, Path(out_dir) / RESULTS_FILE, args.format)
+    return 0
 
 
 def refuse_ckpt_only_flags(args: argparse.Namespace) -> None:
     """Flags that only mean something with --ckpt: refused with --images rather than ignored (a result
     the user expects in the store must not silently be missing)."""
-    from t2ibench.commands.generate import DEFAULTS
+    from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS
 
+    defaults = {"sampler": PROTOCOL_DEFAULTS.sampler, "steps": PROTOCOL_DEFAULTS.steps, "cfg": PROTOCOL_DEFAULTS.cfg,
+                "seed": PROTOCOL_DEFAULTS.base_seed, "eta": PROTOCOL_DEFAULTS.eta}
     given = [f"--{name.replace('_', '-')}" for name in ("run", "variant", "step", "train_flops", "db", "image_cache",
                                                         "prompts_dir") if getattr(args, name, None) is not None]
     given += [f"--{name.replace('_', '-')}" for name in ("no_store", "ema") if getattr(args, name, False)]
-    given += [f"--{name}" for name, default in DEFAULTS.items()
-              if name != "resolution" and getattr(args, name, default) not in (default, None)]  # None: unset
-    if str(getattr(args, "resolution", DEFAULTS["resolution"])) != str(DEFAULTS["resolution"]):
+    given += [f"--{name}" for name, default in defaults.items()
+              if getattr(args, name, default) not in (default, None)]  # None: unset
+    if str(getattr(args, "resolution", PROTOCOL_DEFAULTS.resolution)) != str(PROTOCOL_DEFAULTS.resolution):
         given.append("--resolution")
-    if getattr(args, "gen_batch_size", 8) != 8:
+    if getattr(args, "gen_batch_size", GENERATION_BATCH_SIZE) != GENERATION_BATCH_SIZE:
         given.append("--gen-batch-size")
     if given:
         raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --ckpt only: --images scores "
                         "existing files and writes results.json, with no store row or generation; drop "
                         f"{'it' if len(given) == 1 else 'them'} or evaluate a checkpoint with --ckpt")
+
+
+def _default_out_name(ckpt: str) -> str:
+    """`runs/td4_8` or `runs/td4_8/latest` -> 'td4_8-step-00004000' (not 'latest' or 'model')."""
+    from t2ibench.checkpoints import resolve_ckpt_path
+
+    resolved = resolve_ckpt_path(ckpt)
+    if resolved.name == "model" and resolved.parent.parent.name == "checkpoints":
+        return f"{resolved.parents[2].name}-{resolved.parent.name}"
+    return Path(ckpt.rstrip("/")).name
 
 
 def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,209 +132,28 @@ def add_ckpt_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--tifa-vqa", metavar="NAME", help="TIFA VQA backend (e.g. blip-vqa-capfilt-large, shapes-measure)")
 
 
-def scorer_options_from_args(args: argparse.Namespace, metrics: list[str]) -> dict[str, dict]:
-    """`--option metric.key=value` plus the TIFA shorthands, for both the --ckpt and --images paths."""
-    options = {m: {k: _option_value(v) for k, v in kv.items()}
-               for m, kv in parse_assignments(args.option, "option", metrics).items()}
+def _option_items(args: argparse.Namespace) -> list[str]:
+    """`--option metric.key=value` plus the TIFA shorthands, as METRIC.KEY=VALUE items."""
+    items = list(args.option)
     for flag, key in (("tifa_questions", "questions"), ("tifa_vqa", "vqa")):
-        if getattr(args, flag, None):
-            if "tifa" not in metrics:
+        value = getattr(args, flag, None)
+        if value:
+            if "tifa" not in [m.strip() for m in args.metrics.split(",")]:
                 raise UserError(f"--{flag.replace('_', '-')} needs tifa among --metrics")
-            options.setdefault("tifa", {})[key] = getattr(args, flag)
-    return options
+            items.append(f"tifa.{key}={value}")
+    return items
 
 
-def eval_ckpt(args: argparse.Namespace) -> int:
-    """Generate images for a checkpoint under the protocol (cached, resumable), then score them."""
-    from t2ibench.commands.generate import protocol_from_args
-    from t2ibench.evaluate import evaluate
-    from t2ibench.metrics import parse_metrics
-
-    from t2ibench.checkpoints import precheck
-    from t2ibench.metrics.option_keys import check_scorer_keys
-
-    metrics = parse_metrics(args.metrics)
-    weights = parse_assignments(args.weights, "weights", metrics)
-    options = scorer_options_from_args(args, metrics)
-    check_scorer_keys(metrics, weights, options)
-    precheck(args.ckpt, args.ema)  # a wrong path: the wrong-path message, whatever the other flags say
-    protocol = protocol_from_args(args, args.ckpt)
-    device = resolve_device(args.device)
-    out_dir = args.out or Path("results") / "eval" / _default_out_name(args.ckpt)
-    result = evaluate(args.ckpt, metrics, prompts=args.prompts, prompts_dir=args.prompts_dir, protocol=protocol,
-                      out_dir=out_dir, limit=args.limit, db=args.db, run=args.run, variant=args.variant,
-                      step=args.step, train_flops=args.train_flops, scorer_options=options,
-                      device=device, batch_size=args.gen_batch_size, ema=args.ema,
-                      weights=weights, image_dir=args.image_cache, score_batch_size=args.batch_size,
-                      store=not args.no_store, progress=args.format != "json", offload=args.offload)
-    summary = {m: {"value": r["value"], "version": r["version"], "n_items": r["n_items"], "n_skipped": r["n_skipped"]}
-               for m, r in result["metrics"].items() if m in metrics}
-    path = Path(out_dir) / RESULTS_FILE
-    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: the main process reports
-        return 0
-    if args.format == "json":
-        print(json.dumps({"results": str(path), "manifest_hash": result["manifest_hash"], "metrics": summary}, indent=1))
+def _print_summary(record: dict, names: list[str], path: Path, fmt: str) -> None:
+    summary = {m: {k: r.get(k) for k in ("value", "ci95", "version", "n_items", "n_skipped")}
+               for m, r in record["metrics"].items() if m in names}
+    if fmt == "json":
+        out = {"results": str(path), "metrics": summary}
+        if "manifest_hash" in record:
+            out = {"results": str(path), "manifest_hash": record["manifest_hash"], "metrics": summary}
+        print(json.dumps(out, indent=1))
     else:
         for m, s in summary.items():
             ci = f" [{s['ci95'][0]:.6g}, {s['ci95'][1]:.6g}]" if s.get("ci95") else ""
             print(f"{m:12} {s['value']:.6g}{ci}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
         print(f"wrote {path}")
-    return 0
-
-
-def _default_out_name(ckpt: str) -> str:
-    """`runs/td4_8` or `runs/td4_8/latest` -> 'td4_8-step-00004000' (not 'latest' or 'model')."""
-    from t2ibench.checkpoints import resolve_ckpt_path
-
-    resolved = resolve_ckpt_path(ckpt)
-    if resolved.name == "model" and resolved.parent.parent.name == "checkpoints":
-        return f"{resolved.parents[2].name}-{resolved.parent.name}"
-    return Path(ckpt.rstrip("/")).name
-
-
-# -- helpers shared by both paths -------------------------------------------------------------------
-
-def parse_assignments(items: list[str], what: str, metrics: list[str]) -> dict[str, dict[str, str]]:
-    """['fid.resize=torch-fidelity'] -> {'fid': {'resize': 'torch-fidelity'}}."""
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        head, sep, value = item.partition("=")
-        metric, dot, key = head.rpartition(".")
-        if not (sep and dot and metric and key and value):
-            raise UserError(f"--{what} {item!r}: expected METRIC.KEY=VALUE")
-        if metric not in metrics:
-            raise UserError(f"--{what} {item!r}: {metric} is not among --metrics {','.join(metrics)}")
-        out.setdefault(metric, {})[key] = value
-    return out
-
-
-def _option_value(value: str) -> Any:
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
-def resolve_device(device: str) -> str:
-    from t2ibench.devices import resolve_device as checked
-
-    return checked(device)
-
-
-def check_weights(metrics: list[str], weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> None:
-    """Every weight file of every metric, found before any model is built (MissingWeightsError otherwise)."""
-    from t2ibench.metrics import scorer_class
-    from t2ibench.prerequisites import MissingInputs
-    from t2ibench.weights import resolve
-
-    missing = MissingInputs()  # every missing file in one message, not one per attempt
-    for name in metrics:
-        cls = scorer_class(name)
-        files = cls.weight_files(**options.get(name, {}))
-        known = {wf.key for wf in files}
-        for key in weights.get(name, {}):
-            if key not in known:
-                raise UserError(f"--weights {name}.{key}: {name} has no weights {key!r}; known: {', '.join(sorted(known))}")
-        for wf in files:
-            explicit = weights.get(name, {}).get(wf.key)
-            missing.check(lambda wf=wf, explicit=explicit: resolve(wf, Path(explicit) if explicit else None, metric=name))
-    missing.raise_if_any()
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for pkg in ("t2ibench", "torch", "open_clip_torch", "transformers", "torch-fidelity", "image-reward", "hpsv2"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def score_metrics(metrics: list[str], paths: list[Path], prompts: list, device: str, batch_size: int | None,
-                  weights: dict[str, dict[str, str]], options: dict[str, dict[str, Any]]) -> tuple[dict, list[str]]:
-    """Build each scorer, stream the images through it, and collect its result (and the unreadable images)."""
-    from t2ibench.evaluate import uncertainty
-    from t2ibench.images import load_image
-    from t2ibench.metrics import scorer_class
-
-    results: dict[str, Any] = {}
-    unreadable: set[str] = set()
-
-    def images():  # decoded per metric, so memory stays one batch deep
-        for p in paths:
-            image = load_image(p)
-            if image is None:
-                unreadable.add(p.name)
-            yield image
-
-    for name in metrics:
-        t0 = time.time()
-        scorer = scorer_class(name)(device=device, weights=weights.get(name), **options.get(name, {}))
-        result = scorer.score(images(), prompts, batch_size=batch_size)
-        d = result.to_dict()
-        d.update(uncertainty(result))  # ci95, how it was made, categories' intervals
-        d["weights"] = {k: {"path": str(p), "bytes": p.stat().st_size if p.is_file() else None}
-                        for k, p in scorer.paths.items()}
-        d["seconds"] = round(time.time() - t0, 3)
-        results[name] = d  # reported once, by the caller's summary
-        del scorer
-    return results, sorted(unreadable)
-
-
-def eval_images(args: argparse.Namespace) -> int:
-    """Score the images of `args.images` against `args.prompts`; write results.json under `args.out`."""
-    from t2ibench.images import load_prompts, match_images
-    from t2ibench.metrics import parse_metrics
-
-    from t2ibench.cli_args import writable_dir
-    from t2ibench.metrics.option_keys import check_scorer_keys
-
-    metrics = parse_metrics(args.metrics)
-    weights = parse_assignments(args.weights, "weights", metrics)
-    options = scorer_options_from_args(args, metrics)
-    check_scorer_keys(metrics, weights, options)
-    from t2ibench.prerequisites import MissingInputs
-
-    if not args.prompts and not getattr(args, "tifa_questions", None):
-        raise UserError("--images needs --prompts FILE_OR_NAME (the prompts the images were generated from)")
-    missing = MissingInputs()  # the prompts and every scorer's weights, reported together
-    if args.prompts:
-        prompts = missing.check(lambda: load_prompts(args.prompts, limit=args.limit))
-    else:  # a TIFA question file brings its own prompts
-        from t2ibench.prompts import prompts_from_tifa_questions
-
-        prompts = missing.check(lambda: prompts_from_tifa_questions(args.tifa_questions, limit=args.limit))
-    match = missing.check(lambda: match_images(args.images, list(prompts))) if prompts is not None else None
-    missing.check(lambda: check_weights(metrics, weights, options))  # stop before any model is loaded
-    missing.raise_if_any()
-    from t2ibench.metrics import check_prompts
-
-    for m in metrics:  # the metric's questions present, K images per prompt (--images-per-prompt, else 1)
-        check_prompts(m, match.prompts, getattr(args, "images_per_prompt", None), **options.get(m, {}))
-    out_dir = writable_dir(args.out or Path("results") / "eval" / Path(args.images).resolve().name, "--out")
-    device = resolve_device(args.device)
-
-    results, unreadable = score_metrics(metrics, match.paths, match.prompts, device, args.batch_size, weights, options)
-    record = {
-        "source": {"images": str(Path(args.images).resolve()), "prompts": args.prompts, "matched_by": match.by},
-        "prompt_set": prompts.describe() if hasattr(prompts, "describe") else None,
-        "n_prompts": len(prompts), "n_images": len(match.paths), "prompts_without_image": match.prompts_without_image,
-        "n_skipped": len(unreadable), "skipped_images": unreadable,
-        "metrics": results,
-        "manifest": {"device": device, "batch_size": args.batch_size, "packages": package_versions(),
-                     "scorers": {m: r["version"] for m, r in results.items()}, "options": options},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    path = Path(out_dir) / RESULTS_FILE
-    from t2ibench.atomic import write_json_atomic
-
-    write_json_atomic(path, record)
-    summary = {m: {"value": r["value"], "ci95": r.get("ci95"), "version": r["version"], "n_items": r["n_items"],
-                   "n_skipped": r["n_skipped"]} for m, r in results.items()}
-    if args.format == "json":
-        print(json.dumps({"results": str(path), "metrics": summary}, indent=1))
-    else:
-        for m, s in summary.items():
-            print(f"{m:12} {s['value']:.6g}  n={s['n_items']} skipped={s['n_skipped']}  {s['version']}")
-        print(f"wrote {path}")
-    return 0

@@ -87,7 +87,7 @@ def _files(args) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from t2ibench.commands.eval import resolve_device
+    from t2ibench.generate import resolve_device
     from t2ibench.metrics.features import EXTRACTED, extractor_spec, feature_source
     from t2ibench.weights import resolve
 

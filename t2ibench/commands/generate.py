@@ -14,8 +14,9 @@ import argparse
 from pathlib import Path
 
 from t2ibench.cli_args import nonnegative_float, nonnegative_int, positive_int
+from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS, SAMPLERS
 
-DEFAULTS = {"sampler": "ddim", "steps": 50, "cfg": 7.5, "resolution": 256, "seed": 0, "eta": 0.0}
+D = PROTOCOL_DEFAULTS  # the flag defaults are the protocol's own (t2ibench/protocol.py)
 
 
 def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = True) -> None:
@@ -27,32 +28,35 @@ def add_generation_arguments(p: argparse.ArgumentParser, ckpt_required: bool = T
     p.add_argument("--prompts-dir", metavar="DIR",
                    help="local copies of the prompt sets (layout of shared/data/prompts); default $T2IBENCH_PROMPTS_DIR, else fetch")
     g = p.add_argument_group("protocol (recorded in every result)")
-    g.add_argument("--sampler", default=DEFAULTS["sampler"], choices=("ddim",))
-    g.add_argument("--steps", type=positive_int, default=DEFAULTS["steps"], help="sampling steps (default 50)")
+    g.add_argument("--sampler", default=D.sampler, choices=SAMPLERS)
+    g.add_argument("--steps", type=positive_int, default=D.steps, help=f"sampling steps (default {D.steps})")
     g.add_argument("--cfg", type=nonnegative_float, default=None,
-                   help="classifier-free guidance scale (default 7.5; an error for a guidance-distilled model)")
-    g.add_argument("--resolution", default=str(DEFAULTS["resolution"]),
-                   help="image side in pixels (default 256); 'native' = the checkpoint's training resolution "
-                        "or the pipeline's own default size")
-    g.add_argument("--seed", type=nonnegative_int, default=DEFAULTS["seed"], help="base seed: image i gets seed+i (default 0)")
-    g.add_argument("--eta", type=nonnegative_float, default=DEFAULTS["eta"], help="DDIM eta (default 0: deterministic)")
+                   help=f"classifier-free guidance scale (default {D.cfg}; an error for a guidance-distilled model)")
+    g.add_argument("--resolution", default=str(D.resolution),
+                   help=f"image side in pixels (default {D.resolution}); 'native' = the checkpoint's training "
+                        "resolution or the pipeline's own default size")
+    g.add_argument("--seed", type=nonnegative_int, default=D.base_seed,
+                   help=f"base seed: image i gets seed+i (default {D.base_seed})")
+    g.add_argument("--eta", type=nonnegative_float, default=D.eta, help=f"DDIM eta (default {D.eta:g}: deterministic)")
     g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="precision (default auto: bf16 on a CUDA GPU that supports it, else fp32)")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (recorded: it may round differently)")
-    g.add_argument("--images-per-prompt", type=positive_int, default=1, metavar="K",
-                   help="images per prompt (default 1); image j of prompt i gets seed+i+1000000*j; "
-                        "scores are averaged per prompt before the interval over prompts")
+    g.add_argument("--images-per-prompt", type=positive_int, default=D.images_per_prompt, metavar="K",
+                   help=f"images per prompt (default {D.images_per_prompt}); image j of prompt i gets "
+                        "seed+i+1000000*j; scores are averaged per prompt before the interval over prompts")
     p.add_argument("--offload", choices=("model", "sequential"),
                    help="diffusers CPU offload of a pipeline's components (CUDA; changes no numbers)")
-    p.add_argument("--gen-batch-size", type=positive_int, default=8, metavar="N", help="images per generation batch (default 8)")
+    p.add_argument("--gen-batch-size", type=positive_int, default=GENERATION_BATCH_SIZE, metavar="N",
+                   help=f"images per generation batch (default {GENERATION_BATCH_SIZE})")
     p.add_argument("--image-cache", type=Path, metavar="DIR",
                    help="where generated images are cached (default: `generate` --out, `eval` --out/images)")
 
 
 def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     from t2ibench.errors import UserError
-    from t2ibench.generate import Protocol, resolve_dtype
+    from t2ibench.generate import resolve_device
     from t2ibench.pipelines import check_dtype_for_device, pipeline_dir_info
+    from t2ibench.protocol import Protocol, resolve_dtype
 
     pipeline = pipeline_dir_info(ckpt) if ckpt else None  # a bad pipeline directory: one line, nothing loaded
     if args.cfg is not None and pipeline is not None and pipeline.guidance == "distilled":
@@ -73,7 +77,7 @@ def protocol_from_args(args: argparse.Namespace, ckpt: str | None = None):
     device = resolve_device(getattr(args, "device", "auto"))
     dtype = resolve_dtype(args.dtype, device)
     check_dtype_for_device(dtype, device)
-    return Protocol(sampler=args.sampler, steps=args.steps, cfg=DEFAULTS["cfg"] if args.cfg is None else args.cfg,
+    return Protocol(sampler=args.sampler, steps=args.steps, cfg=D.cfg if args.cfg is None else args.cfg,
                     resolution=resolution, base_seed=args.seed, eta=args.eta, dtype=dtype, compile=args.compile,
                     images_per_prompt=args.images_per_prompt)
 
@@ -90,15 +94,9 @@ def native_resolution(ckpt: str | None) -> int:
 
 
 def precheck_ckpt(ckpt: str | None) -> str:
-    from t2ibench.checkpoints import precheck
+    from t2ibench.generate import check_checkpoint
 
-    return precheck(ckpt or "")
-
-
-def resolve_device(device: str) -> str:
-    from t2ibench.devices import resolve_device as checked
-
-    return checked(device)
+    return check_checkpoint(ckpt or "")
 
 
 def register(subparsers) -> None:
@@ -116,44 +114,24 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
-    import time
-
-    from t2ibench.atomic import write_json_atomic
-    from t2ibench.evaluate import _distributed
-    from t2ibench.generate import as_sampleable, generate, settings_key
-    from t2ibench.prompts import load_prompt_set
 
     from t2ibench.cli_args import writable_dir
+    from t2ibench.generate import GENERATION_INDEX, generate_to_folder
+    from t2ibench.prompts import load_prompt_set
 
     precheck_ckpt(args.ckpt)
     protocol = protocol_from_args(args, args.ckpt)
     pset = load_prompt_set(args.prompts, args.prompts_dir, args.limit)  # bad set: error before loading a model
-    device = resolve_device(args.device)
     writable_dir(args.out, "--out")  # before the model is loaded, not after the images are made
     if args.image_cache:
         writable_dir(args.image_cache, "--image-cache")
-    dist, device = _distributed(None, device)
-    model = as_sampleable(args.ckpt, ema=args.ema, device=device, dtype=protocol.dtype, offload=args.offload)
-    cache_root = args.image_cache or args.out
-    t0 = time.time()
-    paths = generate(model, pset, protocol, cache_root, batch_size=args.gen_batch_size, rank=dist.rank,
-                     world=dist.world, progress=dist.rank == 0)
-    dist.barrier()
-    if dist.rank != 0:
+    index = generate_to_folder(args.ckpt, pset, protocol, args.out, ema=args.ema, device=args.device,
+                               batch_size=args.gen_batch_size, image_dir=args.image_cache, offload=args.offload)
+    if index is None:  # not the main process
         return 0
-    index = {
-        "checkpoint": model.describe(),
-        "protocol": {**protocol.to_dict(), "ema": args.ema, "sampling": model.sampling(protocol)},
-        "settings_key": settings_key(protocol, model), "prompt_set": pset.describe(),
-        "images": [{"id": r.id, "prompt": r.text, "seed": protocol.base_seed + i,
-                    "path": os.path.relpath(p, args.out)} for i, (r, p) in enumerate(zip(pset.records, paths))],
-        "processes": dist.world, "seconds": round(time.time() - t0, 3),
-    }
-    write_json_atomic(Path(args.out) / "generation.json", index)
+    paths, where = index["paths"], Path(args.out) / GENERATION_INDEX
     if args.format == "json":
-        print(json.dumps({"images": len(paths), "index": str(Path(args.out) / "generation.json"),
-                          "image_dir": str(paths[0].parent) if paths else None}))
+        print(json.dumps({"images": len(paths), "index": str(where), "image_dir": str(paths[0].parent) if paths else None}))
     else:
-        print(f"{len(paths)} images in {paths[0].parent if paths else args.out}; index {Path(args.out) / 'generation.json'}")
+        print(f"{len(paths)} images in {paths[0].parent if paths else args.out}; index {where}")
     return 0

@@ -64,10 +64,12 @@ def _parse_rest(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from t2ibench.commands import load_plugins
     from t2ibench.errors import UserError
     from t2ibench.train.config import RunConfig, apply_overrides, validate
 
     args = _parse_rest(args)
+    load_plugins()  # eval.options may name a VQA backend registered by the demo
 
     if args.list_keys:
         _list_keys()
@@ -76,20 +78,20 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError("name a variant to train (see `t2ibench variants`)")
     from t2ibench.variants import get_variant
 
-    get_variant(args.variant)  # unknown name: one line listing the known ones, before anything is built
+    spec = get_variant(args.variant)  # unknown name: one line listing the known ones, before anything is built
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.path={args.data}")
     if args.out:
         overrides.append(f"out={args.out}")
     config = apply_overrides(RunConfig(variant=args.variant), overrides)
-    validate(config)
     if args.print_config:
+        validate(config)
         print(json.dumps(config.to_dict(), indent=1, default=list))
         return 0
     from t2ibench.train.loop import train
 
-    result = train(config, resume=args.resume)
+    result = train(config, resume=args.resume, spec=spec)  # validates the config first
     print(f"trained {result.run}: step {result.step}, {result.samples_seen} samples, "
           f"{result.train_flops:.3e} training FLOPs (paper convention {result.train_flops_paper:.3e}); "
           f"checkpoint {result.model_dir}")  # same stream as the progress lines

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2ibench.data.curation_weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, resolve_model
 from t2ibench.errors import UserError
-from t2ibench.data.weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, resolve_model
 
 HEADS = ("mlp", "linear")
 

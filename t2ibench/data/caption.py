@@ -7,7 +7,7 @@ log-probabilities / length**length_penalty, length_penalty 1). ``sample``: nucle
 N times; the confidence is the mean token log-probability of each sample. Captions are sorted best
 first; empty and repeated captions are dropped, so a record may hold fewer than N.
 
-Output (the sidecar format agreed with t2ibench/train/data.py, also in the README):
+Output (the sidecar format agreed with t2ibench/train/data.py, also in docs/data.md):
 ``{"captions": [...], "scores": [...], "model": ..., "method": ..., "version": 1}``
 - folder: ``<stem>.syn.json`` beside each image, or with ``--out`` a mirrored copy of the folder (images,
   caption sidecars) with the records; resume unit: the image (an existing record is kept unless
@@ -25,11 +25,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2ibench.errors import UserError
+from t2ibench.data.curation_weights import BLIP2_OPT_2_7B, resolve_model
 from t2ibench.data.progress import shard_progress
-from t2ibench.data.readers import (SYN_COLUMN, SYN_EXT, SYN_FORMAT_VERSION, Shard, ShardStats,
-                                       atomic_write_bytes, atomic_write_json, decode_image, open_dataset)
-from t2ibench.data.weights import BLIP2_OPT_2_7B, resolve_model
+from t2ibench.data.readers import (
+    SYN_COLUMN,
+    SYN_EXT,
+    SYN_FORMAT_VERSION,
+    Shard,
+    ShardStats,
+    atomic_write_bytes,
+    atomic_write_json,
+    decode_image,
+    open_dataset,
+)
+from t2ibench.errors import UserError
 
 METHODS = ("beam", "sample")
 

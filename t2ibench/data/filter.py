@@ -22,12 +22,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from t2ibench.errors import UserError
 from t2ibench.data import shard_index
 from t2ibench.data.dedup import METHODS, DuplicateIndex, image_hash
 from t2ibench.data.progress import shard_progress
-from t2ibench.data.readers import (SYN_EXT, Sample, Shard, ShardStats, atomic_write_json, decode_image,
-                                       image_ext, open_dataset)
+from t2ibench.data.readers import (
+    SYN_EXT,
+    Sample,
+    Shard,
+    ShardStats,
+    atomic_write_json,
+    decode_image,
+    image_ext,
+    open_dataset,
+)
+from t2ibench.errors import UserError
 
 REMOVAL_REASONS = ("unreadable", "too_small", "bad_aspect", "duplicate", "nsfw", "low_aesthetic")
 REPORT_NAME = "filter_report.json"
@@ -270,7 +278,7 @@ def run_filter(cfg: FilterConfig, on_shard_done: Callable[[str], None] | None = 
 
 
 def _methods(cfg: FilterConfig) -> dict:
-    from t2ibench.data.weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
+    from t2ibench.data.curation_weights import AESTHETIC_LINEAR, AESTHETIC_MLP, CLIP_VIT_L14, NSFW_VIT
 
     out = {}
     if cfg.dedup != "none":

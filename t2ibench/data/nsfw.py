@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from t2ibench.data.curation_weights import NSFW_VIT, resolve_model
 from t2ibench.errors import UserError
-from t2ibench.data.weights import NSFW_VIT, resolve_model
 
 UNSAFE_LABELS = ("nsfw", "unsafe", "porn", "hentai", "sexy")
 

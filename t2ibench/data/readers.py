@@ -1,6 +1,6 @@
 """Stream image-text samples from the three dataset kinds, shard by shard.
 
-Kinds (the on-disk formats agreed with t2ibench/train/data.py; see README "Data tools"):
+Kinds (the on-disk formats agreed with t2ibench/train/data.py; see docs/data.md):
 - ``webdataset``: a directory of ``*.tar`` shards (or one ``.tar`` file, or a glob); members grouped by
   webdataset's key rule (basename up to the first dot): image ``.jpg/.jpeg/.png/.webp``, caption ``.txt``
   or ``.json`` (``"caption"``, fallback ``"text"``), synthetic captions ``.syn.json``.

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from t2ibench.atomic import write_bytes_atomic
-from t2ibench.errors import UserError
 from t2ibench.data import readers
+from t2ibench.errors import UserError
 
 MANIFEST = "t2ibench_index.json"
 OFFSETS_DIR = "_index"

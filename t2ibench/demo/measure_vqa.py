@@ -33,7 +33,6 @@ from t2ibench.demo.shapes import BACKGROUND, DEFAULT_COLORS, NUMBER_WORDS, PALET
 from t2ibench.errors import UserError
 from t2ibench.metrics.tifa.vqa import VQABackend
 
-
 NUMBERS = {w: n for n, w in NUMBER_WORDS.items()}
 _S = "|".join(SHAPES)
 _C = "|".join(PALETTE)

@@ -16,11 +16,12 @@ in `<out>/demo.json`; a rerun with other settings stops with a one-line error (u
 --out), except `--steps`, which may grow: training then continues where it stopped.
 
 The demo's departures from the paper's recipe (a micro model trained for minutes) are all explicit
-run-config overrides, recorded in every checkpoint and listed in `demo_overrides`.
+fields of a typed run config (`Demo.run_config`), recorded in every checkpoint and listed in demo.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -39,11 +40,11 @@ VQA_BACKEND = "shapes-measure"
 
 @dataclass(frozen=True)
 class MicroVariant:
-    """A registered topology at a micro size: `model.*` run-config overrides of `base`."""
+    """A registered topology at a micro size: `model.*` run-config fields of `base`."""
 
     name: str  # run name in the store and on the leaderboard
     base: str  # registered variant (see `t2ibench variants`)
-    sizes: dict[str, str]  # model.<key>=<value> overrides
+    sizes: dict[str, Any]  # ModelConfig field -> typed value (e.g. transformer_depth=(0, 1, 1))
     description: str = ""
 
 
@@ -53,8 +54,8 @@ def _sdxl_micro(channels: int, depth: int) -> MicroVariant:
     widths = "/".join(str(channels * m) for m in (1, 2, 4))
     blocks = f"{depth} transformer block{'s' if depth > 1 else ''} per attention level"
     return MicroVariant(f"sdxl-c{channels}-td{depth}", "sdxl",
-                        {"channels": str(channels), "transformer_depth": f"0,{depth},{depth}",
-                         "norm_groups": str(min(channels, 16))},
+                        {"channels": channels, "transformer_depth": (0, depth, depth),
+                         "norm_groups": min(channels, 16)},
                         f"SDXL topology, widths {widths}, {blocks}")
 
 
@@ -202,12 +203,12 @@ class Demo:
                 raise UserError(f"{self.out} holds a demo with {k}={old.get(k)!r} (now {new.get(k)!r}); "
                                 "rerun with --fresh or choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(state_path, {"study": self.s.study(), "overrides": {v: self.overrides(MICRO_VARIANTS[v])
+        write_json_atomic(state_path, {"study": self.s.study(), "overrides": {v: self.departures(MICRO_VARIANTS[v])
                                                                          for v in self.s.variants}})
 
     # -- 1. data ---------------------------------------------------------------------------------------
     def make_data(self) -> dict[str, Path]:
-        from t2ibench.demo.shapes import write_eval_set, write_training_set
+        from t2ibench.demo.datasets import write_eval_set, write_training_set
 
         world = self.s.world()
         t0 = time.time()
@@ -226,35 +227,42 @@ class Demo:
     def run_dir(self, variant: MicroVariant) -> Path:
         return self.out / "runs" / variant.name
 
-    def overrides(self, variant: MicroVariant) -> list[str]:
-        """The run config of a micro variant, as the key=value list `t2ibench train` would take."""
-        s = self.s
-        scorer_options = {METRIC: {"vqa": VQA_BACKEND, "questions": str((self.data_dir / "eval" / "questions.json").resolve())}}
-        recipe = [
-            # micro model: pixel space, tiny frozen text encoder (open_clip text tower, fixed random weights)
-            *(f"model.{k}={v}" for k, v in variant.sizes.items()),
-            "model.text_encoder=tiny", "model.vae=none", f"resolution={s.resolution}", f"seed={s.seed}",
-            f"model.prediction_type={s.prediction}", f"model.zero_terminal_snr={str(s.prediction == 'v_prediction').lower()}",
-            # minutes on a CPU instead of 600K steps at batch 2048
-            f"optim.lr={s.lr}", f"optim.warmup_steps={s.warmup}", f"train.global_batch={s.batch}",
-            f"train.ema={str(s.ema).lower()}", "train.ema_decay=0.99",
-        ]
-        run_only = [
-            f"run={variant.name}", f"out={self.run_dir(variant)}", f"data.path={self.data_dir / 'train'}",
-            "data.num_workers=0", f"train.steps={s.steps}", f"train.micro_batch={s.batch}",
-            "train.mixed_precision=no", f"train.cpu={str(s.device == 'cpu').lower()}",
-            f"checkpoint.every={s.eval_every}", "checkpoint.keep=2", "checkpoint.embed_frozen=true",
-            f"eval.every={s.eval_every}", f"eval.metrics={METRIC}", f"eval.limit={self.s.prompts}",
-            f"eval.db={self.db}", f"eval.steps={s.sample_steps}", f"eval.cfg={s.cfg}", "eval.seed=0",
-            f"eval.batch_size={min(64, self.s.prompts)}", f"eval.options={json.dumps(scorer_options)}",
-            "log.tensorboard=false", f"log.progress={str(s.progress).lower()}", "log.every=10",
-        ]
-        return recipe + run_only
-
     def run_config(self, variant: MicroVariant):
-        from t2ibench.train.config import RunConfig, apply_overrides
+        """The typed run config of a micro variant: the recipe's, with the demo's departures (see `departures`)."""
+        from t2ibench.train.config import CheckpointConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, RunConfig
 
-        return apply_overrides(RunConfig(variant=variant.base), self.overrides(variant))
+        s = self.s
+        recipe = RunConfig(variant=variant.base)
+        scorer_options = {METRIC: {"vqa": VQA_BACKEND,
+                                   "questions": str((self.data_dir / "eval" / "questions.json").resolve())}}
+        return RunConfig(
+            variant=variant.base, resolution=s.resolution, seed=s.seed, run=variant.name, out=str(self.run_dir(variant)),
+            # micro model: pixel space, tiny frozen text encoder (open_clip text tower, fixed random weights)
+            model=ModelConfig(**variant.sizes, text_encoder="tiny", vae="none", prediction_type=s.prediction,
+                              zero_terminal_snr=s.prediction == "v_prediction"),
+            data=DataConfig(path=str(self.data_dir / "train"), num_workers=0),
+            # minutes on a CPU instead of 600K steps at batch 2048
+            optim=dataclasses.replace(recipe.optim, lr=s.lr, warmup_steps=s.warmup),
+            train=dataclasses.replace(recipe.train, global_batch=s.batch, micro_batch=s.batch, steps=s.steps,
+                                      ema=s.ema, ema_decay=0.99, mixed_precision="no", cpu=s.device == "cpu"),
+            checkpoint=CheckpointConfig(every=s.eval_every, keep=2, embed_frozen=True),
+            eval=EvalConfig(every=s.eval_every, metrics=METRIC, limit=s.prompts, db=str(self.db), steps=s.sample_steps,
+                            cfg=s.cfg, seed=0, batch_size=min(64, s.prompts), options=json.dumps(scorer_options)),
+            log=LogConfig(tensorboard=False, progress=s.progress, every=10),
+        )
+
+    def departures(self, variant: MicroVariant) -> dict[str, Any]:
+        """Every run-config field where the demo's run differs from the recipe (recorded in demo.json)."""
+        from t2ibench.train.config import RunConfig
+
+        def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for k, v in d.items():
+                out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+            return out
+
+        ours, recipe = flat(self.run_config(variant).to_dict()), flat(RunConfig(variant=variant.base).to_dict())
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items() if recipe.get(k) != v}
 
     # -- 3. evaluation outside training: step 0 and checkpoints left without their evaluation ------
     def eval_dir(self, variant: MicroVariant, step: int) -> Path:
@@ -265,19 +273,19 @@ class Demo:
         from t2ibench.evaluate import evaluate
 
         config = self.run_config(variant)
-        protocol = _protocol(config)
+        protocol = config.eval.protocol(config.resolution)
         return evaluate(model_or_ckpt, METRIC, protocol=protocol, out_dir=self.eval_dir(variant, step),
                         limit=config.eval.limit, db=self.db, run=config.run_name, variant=config.variant, step=step,
-                        train_flops=train_flops, scorer_options=json.loads(config.eval.options), device=self._device(),
+                        train_flops=train_flops, scorer_options=config.eval.scorer_options(), device=self._device(),
                         batch_size=config.eval.batch_size, progress=False)
 
     def baseline(self, variant: MicroVariant) -> None:
         """Step 0: the untrained weights the trainer starts from (same config, same seed)."""
         if (self.eval_dir(variant, 0) / "results.json").is_file():
             return
-        from t2ibench.train.components import build_model
+        from t2ibench.train.components import new_run_model
 
-        model = build_model(self.run_config(variant)).to(self._device())
+        model = new_run_model(self.run_config(variant)).to(self._device())
         model.info.tags.update(run=variant.name, variant=variant.base, step=0, train_flops=0.0)
         record = self.evaluate(variant, model, 0, 0.0)
         self.say(f"  step 0 (untrained): TIFA {record['metrics'][METRIC]['value']:.3f}")
@@ -297,8 +305,8 @@ class Demo:
     # -- 4. training ---------------------------------------------------------------------------------
     def train(self, variant: MicroVariant) -> float:
         """Train (or continue) one variant up to `steps`; returns its training wall-clock."""
-        from t2ibench.train.state import latest_checkpoint, read_state
         from t2ibench.train.loop import train
+        from t2ibench.train.state import latest_checkpoint, read_state
 
         config = self.run_config(variant)
         latest = latest_checkpoint(self.run_dir(variant))
@@ -355,13 +363,6 @@ class Demo:
         with ResultsStore(self.db) as store:
             report = build_site(store, self.site)
         return report.index
-
-
-def _protocol(config):
-    from t2ibench.generate import Protocol
-
-    return Protocol(steps=config.eval.steps, cfg=config.eval.cfg, resolution=config.resolution,
-                    base_seed=config.eval.seed)
 
 
 def run_demo(settings: DemoSettings, *, fresh: bool = False, console=None) -> DemoReport:

@@ -5,7 +5,14 @@ repository is only the default place the generated site goes (`leaderboard/site/
 """
 
 from t2ibench.leaderboard.analysis import (
-    PowerLawFit, ProtocolGroup, ScalingFit, fit_power_law, fit_scaling, group_by_protocol, pareto_frontier, spearman,
+    PowerLawFit,
+    ProtocolGroup,
+    ScalingFit,
+    fit_power_law,
+    fit_scaling,
+    group_by_protocol,
+    pareto_frontier,
+    spearman,
 )
 from t2ibench.leaderboard.reference import PAPER_FITS, TABLE4
 

@@ -13,7 +13,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from t2ibench.leaderboard.analysis import (
-    X_AXES, ProtocolGroup, RankCorrelation, ScalingFit, row_ci, runs_by_key, spearman, x_value,
+    X_AXES,
+    ProtocolGroup,
+    RankCorrelation,
+    ScalingFit,
+    row_ci,
+    runs_by_key,
+    spearman,
+    x_value,
 )
 from t2ibench.leaderboard.reference import PAPER_FIT_METRIC, PAPER_FITS
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from t2ibench.atomic import write_text_atomic
 from t2ibench.errors import UserError
-from t2ibench.leaderboard import plots
-from t2ibench.leaderboard import interactive
+from t2ibench.leaderboard import interactive, plots
 from t2ibench.leaderboard.analysis import (
     SELECT_MODES,
     ProtocolGroup,

@@ -43,6 +43,13 @@ def check_prompts(metric: str, records, images_per_prompt: int | None = None, **
     scorer_class(metric).check_prompts(list(records), images_per_prompt, **options)
 
 
+def default_prompt_set(name: str) -> str:
+    """The prompt set a metric is scored on unless told otherwise: the paper's, else the scorer's own."""
+    from t2ibench.prompts import PAPER_PROMPT_SETS
+
+    return PAPER_PROMPT_SETS.get(name) or scorer_class(name).default_prompt_set
+
+
 def parse_metrics(spec: str) -> list[str]:
     """'clip,fid' -> ['clip', 'fid'], with unknown names rejected before any work."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -54,4 +61,5 @@ def parse_metrics(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["SCORERS", "check_prompts", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "parse_metrics", "scorer_class"]
+__all__ = ["SCORERS", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "check_prompts", "default_prompt_set",
+           "parse_metrics", "scorer_class"]

@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.errors import UserError
+from t2ibench.prompts.record import PromptRecord  # re-exported: `from t2ibench.metrics.base import PromptRecord`
 from t2ibench.weights import WeightFile, resolve
+
+__all__ = ["ImageLike", "ItemScore", "MetricResult", "PromptRecord", "Scorer", "map_images"]
+
 
 _PREPROCESS_POOL = None
 
@@ -41,17 +45,6 @@ def map_images(fn: Callable[[Any], Any], images: Sequence[Any]) -> list[Any]:
         _PREPROCESS_POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
                                               thread_name_prefix="t2ibench-preprocess")
     return list(_PREPROCESS_POOL.map(fn, images))
-
-
-@dataclass
-class PromptRecord:
-    """One prompt of a prompt set. `meta` carries what a metric needs beyond the text
-    (e.g. a COCO image id for FID's real side, TIFA questions for this caption)."""
-
-    id: str
-    text: str
-    category: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import PromptRecord
 from t2ibench.prompts import formats, sources
+from t2ibench.prompts.record import PromptRecord
 from t2ibench.prompts.sources import manifest_names, read_manifest
 
 # The paper's prompt set per metric (DESIGN.md): TIFA and HPSv2 on TIFA v1.0, the rest on COCO-10K.
@@ -61,12 +62,8 @@ class PromptSet:
         return d
 
 
-def default_prompt_set(metric: str) -> str:
-    if metric in PAPER_PROMPT_SETS:
-        return PAPER_PROMPT_SETS[metric]
-    from t2ibench.metrics import scorer_class
-
-    return scorer_class(metric).default_prompt_set
+# `prompts` sits below `metrics` and no longer imports it; the metric's default set is the metric's to say.
+__getattr__ = moved_names(__name__, {"default_prompt_set": "t2ibench.metrics:default_prompt_set"})
 
 
 def is_registered(name: str) -> bool:
@@ -141,5 +138,5 @@ def prompts_from_tifa_questions(path: str | os.PathLike[str], limit: int | None 
     return pset
 
 
-__all__ = ["PAPER_PROMPT_SETS", "PromptRecord", "PromptSet", "default_prompt_set", "is_registered",
+__all__ = ["PAPER_PROMPT_SETS", "PromptRecord", "PromptSet", "is_registered",
            "load_prompt_set", "manifest_names", "prompts_from_tifa_questions", "read_manifest", "resolve_file"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import UserError
-from t2ibench.metrics.base import PromptRecord
+from t2ibench.prompts.record import PromptRecord
 
 TEXT_KEYS = ("prompt", "text", "caption", "Prompt", "Text", "Caption")
 
@@ -122,7 +122,7 @@ def genai_bench_json(files: dict[str, Path], manifest: dict[str, Any]) -> list[P
 
 def dpg_bench_csv(files: dict[str, Path], manifest: dict[str, Any]) -> list[PromptRecord]:
     """DPG-Bench: one record per item of dpg_bench.csv, its question graph in meta (official parsing)."""
-    from t2ibench.metrics.dpg.graph import parse_question_graphs
+    from t2ibench.prompts.dpg_questions import parse_question_graphs
 
     graphs = parse_question_graphs(_text(files["graphs"]), str(files["graphs"]))
     return [PromptRecord(id=g.item_id, text=g.text, meta={"dpg_questions": g.to_meta()}) for g in graphs.values()]

@@ -377,7 +377,7 @@ def significance_ranks(entries: Sequence[tuple[str, float, dict[str, float] | No
 
 
 # The curve fits and the FID statistics live in submodules; they import the core above.
-from t2ibench.stats.curves import (
+from t2ibench.stats.curves import (  # noqa: E402
     CURVE_FORMS,
     DEFAULT_CURVE_FORM,
     CurveForm,
@@ -386,7 +386,7 @@ from t2ibench.stats.curves import (
     power_law_intervals,
     predict_curve,
 )
-from t2ibench.stats.fid import (
+from t2ibench.stats.fid import (  # noqa: E402
     fid_bootstrap,
     fid_from_moments,
     fid_influence,

@@ -1,1 +1,2 @@
-"""Reference trainers: recipe dataclasses, accelerate loop, data pipeline and curation tools."""
+"""The reference trainer: recipe dataclasses (config), the accelerate loop, data pipeline, checkpoints
+(state). The curation tools are in `t2ibench.data`."""

@@ -14,9 +14,19 @@ from pathlib import Path
 
 import torch
 
+from t2ibench.deprecation import moved_names
 from t2ibench.errors import UserError
-from t2ibench.model import OPENCLIP_H, SDXL_VAE, SDXL_VAE_SCALING, ModelInfo, NoiseSchedule, OpenClipTextEncoder, TextToImageModel
+from t2ibench.model import (
+    OPENCLIP_H,
+    SDXL_VAE,
+    SDXL_VAE_SCALING,
+    ModelInfo,
+    NoiseSchedule,
+    OpenClipTextEncoder,
+    TextToImageModel,
+)
 from t2ibench.train.config import RunConfig
+from t2ibench.variants import VariantSpec
 
 FROZEN_SEED = 20240402  # tiny frozen parts: the same random weights in every run
 TINY_VAE_SCALING = 1.0
@@ -75,11 +85,14 @@ def build_vae(config: RunConfig):
     return vae.requires_grad_(False).eval(), ref, factor
 
 
-def build_spec(config: RunConfig, *, in_channels: int, sample_size: int, context_dim: int, context_tokens: int):
-    """The registered variant at the run's size (`model.*` width/depth overrides)."""
-    from t2ibench.variants import get_variant
+def build_spec(config: RunConfig, *, in_channels: int, sample_size: int, context_dim: int, context_tokens: int,
+               spec: VariantSpec | None = None) -> VariantSpec:
+    """The registered variant (`spec`, looked up by the caller; else by `config.variant`) at the run's
+    size (`model.*` width/depth overrides, already typed by the run config)."""
+    if spec is None:
+        from t2ibench.variants import get_variant
 
-    spec = get_variant(config.variant)
+        spec = get_variant(config.variant)
     fields = {f.name for f in dataclasses.fields(spec)}
     m = config.model
     sizes = {"channels": m.channels, "transformer_depth": m.transformer_depth, "hidden": m.hidden,
@@ -91,25 +104,35 @@ def build_spec(config: RunConfig, *, in_channels: int, sample_size: int, context
     overrides = {k: v for k, v in sizes.items() if v is not None}
     overrides.update(in_channels=in_channels, sample_size=sample_size, context_dim=context_dim,
                      context_tokens=context_tokens)
-    return spec.scaled(**overrides)
+    return spec.with_sizes(**overrides)
 
 
-def build_model(config: RunConfig) -> TextToImageModel:
-    """A fresh model for the run: backbone initialised from `config.seed`, frozen parts as configured."""
+def new_run_model(config: RunConfig, spec: VariantSpec | None = None) -> TextToImageModel:
+    """A fresh model for the run: backbone initialised from `config.seed`, frozen parts as configured.
+    (`t2ibench.model.build_model` builds a model from a variant spec and given frozen parts.)"""
+    return build_run_model(config, spec)[0]
+
+
+# The old name collided with t2ibench.model.build_model.
+__getattr__ = moved_names(__name__, {"build_model": "t2ibench.train.components:new_run_model"})
+
+
+def build_run_model(config: RunConfig, spec: VariantSpec | None = None) -> tuple[TextToImageModel, VariantSpec]:
+    """`new_run_model`, plus the variant spec at the run's size (what the compute account counts)."""
     text_encoder, text_ref = build_text_encoder(config)
     vae, vae_ref, factor = build_vae(config)
     if config.resolution % factor:
         raise UserError(f"resolution {config.resolution} is not divisible by the VAE's factor {factor}")
     in_channels = 3 if vae is None else vae.config.latent_channels
     spec = build_spec(config, in_channels=in_channels, sample_size=config.resolution // factor,
-                      context_dim=text_encoder.width, context_tokens=text_encoder.context_length)
+                      context_dim=text_encoder.width, context_tokens=text_encoder.context_length, spec=spec)
     backbone = spec.build(seed=config.seed)
     vae_info = None
     if vae is not None:
         vae_info = {"scaling_factor": float(vae.config.scaling_factor), **vae_ref}
     info = ModelInfo(variant=spec.to_dict(), text_encoder={**text_encoder.config(), **text_ref}, vae=vae_info,
                      schedule=asdict(noise_schedule(config)), resolution=config.resolution)
-    return TextToImageModel(backbone, text_encoder, vae, info)
+    return TextToImageModel(backbone, text_encoder, vae, info), spec
 
 
 def noise_schedule(config) -> NoiseSchedule:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from t2ibench.errors import UserError
+from t2ibench.protocol import GENERATION_BATCH_SIZE, PROTOCOL_DEFAULTS
 
 
 def _run_only(default: Any = dataclasses.MISSING, **kw) -> Any:
@@ -56,7 +57,7 @@ class ModelConfig:
     weights_dir: str | None = _run_only(None)  # explicit location of the frozen weights
     # DDPM noise schedule: the paper's "setup of LDM" (SD2-base) by default. Pixel-space runs want
     # DDPM's own `linear` 1e-4..0.02: the latent schedule leaves ~7% of the signal at t=T, and in pixel
-    # space the noise's per-image mean is then read as the image's colour (see the README).
+    # space the noise's per-image mean is then read as the image's colour (see docs/training.md).
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
@@ -128,14 +129,36 @@ class EvalConfig:
     prompts: str | None = _run_only(None)  # prompt set name (None: each metric's default)
     limit: int | None = _run_only(64)  # prompts per evaluation
     db: str | None = _run_only(None)  # results store: SQLite path or postgresql:// URL (None: $T2IBENCH_DB or ./results)
-    steps: int = _run_only(50)  # DDIM steps (protocol: 50)
-    cfg: float = _run_only(7.5)
-    seed: int = _run_only(0)
-    batch_size: int = _run_only(8)  # images per generation batch
+    # sampling: the protocol's defaults (t2ibench/protocol.py)
+    steps: int = _run_only(PROTOCOL_DEFAULTS.steps)  # DDIM steps
+    cfg: float = _run_only(PROTOCOL_DEFAULTS.cfg)
+    seed: int = _run_only(PROTOCOL_DEFAULTS.base_seed)
+    batch_size: int = _run_only(GENERATION_BATCH_SIZE)  # images per generation batch
     dtype: str = _run_only("auto")  # auto (bf16 on a CUDA GPU that supports it, else fp32) | fp32 | bf16 | fp16
     prompts_dir: str | None = _run_only(None)  # where prompt sets live (None: t2ibench's default)
     # Per-scorer options as JSON, e.g. {"tifa": {"vqa": "shapes-measure", "questions": "q.json"}}
     options: str | None = _run_only(None)
+
+    def scorer_options(self) -> dict[str, dict[str, Any]] | None:
+        """`options` parsed: {metric: {key: value}}."""
+        if not self.options:
+            return None
+        try:
+            options = json.loads(self.options)
+        except ValueError as exc:
+            raise UserError(f"eval.options is not JSON ({exc}): {self.options!r}") from None
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise UserError('eval.options must be a JSON object of metric -> options, e.g. '
+                            '{"tifa": {"vqa": "shapes-measure"}}')
+        return options
+
+    def protocol(self, resolution: int, device: str = "cpu"):
+        """The generation protocol of these evaluations at the run's resolution (dtype "auto" resolved
+        for `device`)."""
+        from t2ibench.protocol import Protocol, resolve_dtype
+
+        return Protocol(steps=self.steps, cfg=self.cfg, resolution=resolution, base_seed=self.seed,
+                        dtype=resolve_dtype(self.dtype, device))
 
 
 @dataclass
@@ -191,6 +214,10 @@ class RunConfig:
     def recipe_hash(self) -> str:
         text = json.dumps(self.recipe(), sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def validate(self):
+        """See `validate`: every value this run will use, checked before anything is built."""
+        return validate(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
@@ -323,8 +350,13 @@ def _coerce(value: Any, hint, key: str):
     raise UserError(f"{key}: cannot parse a value of type {_type_name(hint)}")
 
 
-def validate(config: RunConfig) -> None:
-    """Checks that need more than one field; raised before anything is built."""
+def validate(config: RunConfig):
+    """Everything a run will use, checked before anything is built (step 1 is hours of work away).
+
+    Returns the evaluations' metric selection (names, options and weight files found), or None when
+    the run does not evaluate. One function, one section per concern: add new checks to a section.
+    """
+    # -- choices ---------------------------------------------------------------------------------------
     choices = {"train.mixed_precision": ("bf16", "fp16", "no"), "train.distributed": ("ddp", "fsdp"),
                "data.kind": ("auto", "folder", "webdataset", "parquet"), "eval.dtype": ("auto", "fp32", "bf16", "fp16"),
                "train.optimizer_impl": ("auto", "fused", "foreach", "for-loop")}
@@ -333,6 +365,7 @@ def validate(config: RunConfig) -> None:
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    # -- ranges ----------------------------------------------------------------------------------------
     positive = {"resolution": config.resolution, "train.global_batch": config.train.global_batch,
                 "train.micro_batch": config.train.micro_batch, "data.synthetic_top_k": config.data.synthetic_top_k}
     for key, value in positive.items():
@@ -347,7 +380,7 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"log.peak_tflops must be >= 0 (0 = auto), got {config.log.peak_tflops}")
     if config.optim.lr <= 0 or config.optim.warmup_steps < 0:
         raise UserError("optim.lr must be > 0 and optim.warmup_steps >= 0")
-    # Every other number has a range too, checked here rather than found mid-run (cli_args does the same for flags).
+    # -- numbers: every one has a range, checked here rather than found mid-run (cli_args does the same for flags)
     at_least = {"train.steps": (config.train.steps, 1), "checkpoint.every": (config.checkpoint.every, 1),
                 "log.every": (config.log.every, 1), "checkpoint.keep": (config.checkpoint.keep, 0),
                 "eval.every": (config.eval.every, 0), "data.num_workers": (config.data.num_workers, 0),
@@ -358,9 +391,17 @@ def validate(config: RunConfig) -> None:
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise UserError(f"{key} must be >= {low}, got {value}")
-    for key, value in {"optim.eps": config.optim.eps}.items():
-        if not value > 0:
-            raise UserError(f"{key} must be > 0, got {value}")
+    if not config.optim.eps > 0:  # log.peak_tflops: >= 0 above (0 = auto)
+        raise UserError(f"optim.eps must be > 0, got {config.optim.eps}")
     for key, value in {"optim.beta1": config.optim.beta1, "optim.beta2": config.optim.beta2}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key} must be in [0, 1), got {value}")
+    # -- in-training evaluation: metrics, their options and weights, the protocol -----------------------
+    if config.eval.every < 0:
+        raise UserError(f"eval.every must be >= 0 (0 disables evaluation), got {config.eval.every}")
+    if not config.eval.every:
+        return None
+    from t2ibench.train.preflight import check_eval
+
+    config.eval.protocol(config.resolution)  # steps, resolution: the protocol's own checks
+    return check_eval(config)  # metrics, options and weight files (all missing ones in one line)

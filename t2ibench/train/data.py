@@ -37,9 +37,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from t2ibench.errors import UserError
 from t2ibench.data import readers
 from t2ibench.data.shard_index import ShardSet
+from t2ibench.errors import UserError
 
 SKIP_REASONS = ("corrupt", "undersized", "no_caption")
 

@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any
 
 
-
-def evaluate_during_training(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
-    from t2ibench.evaluate import Protocol, evaluate
-    from t2ibench.generate import resolve_dtype
+def evaluate_during_training(accelerator, config, model, backbone, state, metrics) -> dict[str, Any]:
+    """`metrics`: the run's `MetricSelection`, checked once by `validate(config)` before step 1."""
+    from t2ibench.evaluate import evaluate
     from t2ibench.model import TextToImageModel
 
-    from t2ibench.train.preflight import eval_options
-
-    options = eval_options(config) or None  # parsed (and checked before step 1) by its one owner
     sampled = model
     if config.train.distributed == "fsdp":
         from torch.distributed.checkpoint.state_dict import (
@@ -39,13 +35,12 @@ def evaluate_during_training(accelerator, config, model, backbone, state, accoun
         sampled = TextToImageModel(copy, model.text_encoder, model.vae, model.info)
     model.info.tags.update(run=config.run_name, variant=config.variant, step=state.step,
                            samples_seen=state.samples_seen, train_flops=state.train_flops)
-    protocol = Protocol(steps=config.eval.steps, cfg=config.eval.cfg, resolution=config.resolution,
-                        base_seed=config.eval.seed, dtype=resolve_dtype(config.eval.dtype, str(accelerator.device)))
+    protocol = config.eval.protocol(config.resolution, str(accelerator.device))
     out_dir = Path(config.out_dir) / "eval" / f"step-{state.step:08d}"
-    result = evaluate(sampled, config.eval.metrics, prompts=config.eval.prompts, prompts_dir=config.eval.prompts_dir,
+    result = evaluate(sampled, metrics, prompts=config.eval.prompts, prompts_dir=config.eval.prompts_dir,
                       protocol=protocol, out_dir=out_dir, limit=config.eval.limit, db=config.eval.db,
                       run=config.run_name, variant=config.variant, step=state.step, train_flops=state.train_flops,
-                      scorer_options=options, device=str(accelerator.device), accelerator=accelerator,
+                      device=str(accelerator.device), accelerator=accelerator,
                       progress=False, batch_size=config.eval.batch_size)
     scores = {m: r["value"] for m, r in result.get("metrics", {}).items()}
     stream_scores(accelerator, scores, state.step, state.train_flops)

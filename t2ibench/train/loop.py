@@ -29,15 +29,22 @@ from accelerate.utils import DistributedType
 
 from t2ibench.errors import UserError
 from t2ibench.hardware import peak_for
-from t2ibench.variants import VariantSpec, get_variant
 from t2ibench.train import state as ckpt_io
-from t2ibench.train.components import build_model
+from t2ibench.train.components import build_run_model
 from t2ibench.train.config import RunConfig, validate
-from t2ibench.train.distributed import (Sharding, accelerate_plugin, autocast, check_fsdp, device_type,
-                                        param_share, shard_backbone)
 from t2ibench.train.data import SampleRules, StepBatches, TrainingData, check_usable, index_dataset, make_loader
+from t2ibench.train.distributed import (
+    Sharding,
+    accelerate_plugin,
+    autocast,
+    check_fsdp,
+    device_type,
+    param_share,
+    shard_backbone,
+)
 from t2ibench.train.ema import EMA
 from t2ibench.train.flops import account_for
+from t2ibench.variants import VariantSpec, get_variant
 
 
 class TrainingDiverged(UserError):
@@ -69,27 +76,24 @@ class TrainResult:
         return None if self.checkpoint is None else self.checkpoint / "model"
 
 
-def train(config: RunConfig, *, resume: bool = False) -> TrainResult:
-    validate(config)
-    get_variant(config.variant)  # an unknown name stops here, before anything is built
+def train(config: RunConfig, *, resume: bool = False, spec: VariantSpec | None = None) -> TrainResult:
+    """Train `config`; `spec` is its registered variant when the caller has looked it up already."""
+    eval_metrics = validate(config)  # everything the run will use (eval.db included), before anything is built
+    spec = spec or get_variant(config.variant)  # an unknown name stops here, before anything is built
     if not config.data.path:
         raise UserError("no training data: pass --data PATH (an image folder, *.tar shards or *.parquet)")
-    if config.eval.every:  # a bad eval.db (unreachable server, newer schema) stops here, not at the first eval
-        from t2ibench.store import ResultsStore
-
-        ResultsStore(config.eval.db).check_writable()
     check_fsdp(config)  # fsdp where it cannot run: one line, before anything is built
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if config.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     try:
-        return _train(config, resume)
+        return _train(config, resume, spec, eval_metrics)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _train(config: RunConfig, resume: bool) -> TrainResult:
+def _train(config: RunConfig, resume: bool, spec: VariantSpec, eval_metrics) -> TrainResult:
     out = Path(config.out_dir)
     # -- data first (cheap to check): shard metadata or file lists, the first samples decoded ----------
     index = index_dataset(config.data.path, config.data.kind)
@@ -114,7 +118,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
         ckpt_io.check_compatible(previous, config)
 
     # -- model: backbone to train, frozen text encoder and VAE (or pixel space) --------------------
-    model = build_model(config)
+    model, run_spec = build_run_model(config, spec)
     backbone = model.backbone
     backbone.train()
     if config.train.gradient_checkpointing:
@@ -123,7 +127,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
     for frozen in (model.text_encoder, model.vae):
         if frozen is not None:
             frozen.to(device) if frozen_dtype == torch.float32 else frozen.to(device, frozen_dtype)
-    account = account_for(VariantSpec.from_dict(model.info.variant))
+    account = account_for(run_spec)
 
     # -- data ----------------------------------------------------------------------------------------
     cfg = backbone.config
@@ -278,7 +282,7 @@ def _train(config: RunConfig, resume: bool) -> TrainResult:
             if state.step % config.checkpoint.every == 0 or state.step == config.train.steps:
                 result.checkpoint = _save(accelerator, config, out, model, backbone, optimizer, scheduler, ema, state)
             if config.eval.every and state.step % config.eval.every == 0:
-                result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, account))
+                result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, eval_metrics))
             window_start += time.monotonic() - io_start  # samples/s counts training time only
     finally:
         progress.close()
@@ -432,11 +436,11 @@ def _diverged(out: Path, state, loss: float, grad_norm: float) -> TrainingDiverg
     return TrainingDiverged(f"training diverged: {what} at step {state.step + 1}, not applied; {kept}")
 
 
-def _evaluate(accelerator, config, model, backbone, state, account) -> dict[str, Any]:
+def _evaluate(accelerator, config, model, backbone, state, eval_metrics) -> dict[str, Any]:
     """Evaluate the current (non-EMA) weights through t2ibench.evaluate; results go to the store."""
     from t2ibench.train.in_training_eval import evaluate_during_training
 
-    return evaluate_during_training(accelerator, config, model, backbone, state, account)
+    return evaluate_during_training(accelerator, config, model, backbone, state, eval_metrics)
 
 
 class _Progress:
@@ -453,7 +457,14 @@ class _Progress:
         self.start_step, self.t0, self.mfu = start, time.monotonic(), 0.0
         if not enabled or self.lines:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn(f"[bold]{config.run_name}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())

@@ -9,25 +9,13 @@ hours of GPU time; here it costs nothing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from t2ibench.errors import UserError
-
 
 def eval_options(config) -> dict[str, dict[str, Any]]:
-    """`eval.options` parsed: a JSON object of metric -> {option: value}."""
-    text = config.eval.options
-    if not text:
-        return {}
-    try:
-        options = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"eval.options is not JSON ({exc}): {text!r}") from None
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        raise UserError('eval.options must be a JSON object of metric -> options, e.g. {"tifa": {"vqa": "shapes-measure"}}')
-    return options
+    """`eval.options` parsed (by its owner, `EvalConfig.scorer_options`): metric -> {option: value}."""
+    return config.eval.scorer_options() or {}
 
 
 def preflight(config) -> None:
@@ -58,22 +46,30 @@ def _frozen_weights(config) -> None:
     missing.raise_if_any()
 
 
-def _check_eval(config, missing) -> None:
+def check_eval(config):
+    """The in-training evaluation's metrics, options and weight files (every missing file in one message),
+    checked by `validate` before anything is built; returns the run's `MetricSelection`, weights resolved."""
     from t2ibench.cli_args import writable_file
-    from t2ibench.evaluate import _check_weights, _prompt_sets
+    from t2ibench.evaluate import MetricSelection
     from t2ibench.metrics import parse_metrics
     from t2ibench.metrics.option_keys import check_scorer_keys
-
-    e = config.eval  # its numbers were range-checked by train.config.validate
-    names = parse_metrics(e.metrics)
-    options = eval_options(config)
-    stray = sorted(set(options) - set(names))
-    if stray:
-        raise UserError(f"eval.options names {', '.join(stray)}, which is not among eval.metrics={e.metrics}")
-    check_scorer_keys(names, {}, options, options_flag="eval.options")
-    missing.check(lambda: _prompt_sets(names, e.prompts, e.prompts_dir, e.limit, options))
-    missing.check(lambda: _check_weights(names, {}, options))
-
     from t2ibench.store import ResultsStore
 
-    writable_file(ResultsStore(e.db).path, "eval.db")
+    names = parse_metrics(config.eval.metrics)
+    options = eval_options(config)
+    check_scorer_keys(names, {}, {m: o for m, o in options.items() if m in names}, options_flag="eval.options")
+    selection = MetricSelection.parse(names, options=options)
+    store = ResultsStore(config.eval.db)  # a wrong path or an unreachable server first: not a missing input
+    if store.path is not None:
+        writable_file(store.path, "eval.db")
+    store.check_writable()  # an unreachable server or a newer schema stops here, not at the first eval
+    return selection.resolve_weights()
+
+
+def _check_eval(config, missing) -> None:
+    """At start-up (after `validate`, which checked metrics, weights and eval.db): the prompt sets exist."""
+    from t2ibench.evaluate import MetricSelection, _prompt_sets
+
+    e = config.eval
+    selection = MetricSelection.parse(e.metrics, options=eval_options(config))
+    missing.check(lambda: _prompt_sets(selection, e.prompts, e.prompts_dir, e.limit))

@@ -9,7 +9,7 @@ MAC counter does -- norms, softmax and activations are left out):
 - `gmacs_sdpa`: the two attention products alone (= gmacs - gmacs_paper).
 - `gmacs_attention`: all MACs inside the attention blocks (SD2/SDXL/PixArt: the transformer blocks,
   i.e. self-attention, cross-attention, feed-forward and the block's projections; IF-XL: its attention
-  blocks), full count; `gmacs_attention_paper`: the same without the SDPA products. See the README for
+  blocks), full count; `gmacs_attention_paper`: the same without the SDPA products. See docs/variants.md for
   how this relates to the paper's "attention" column.
 - `train_flops_per_sample`: forward + backward = 3 x forward FLOPs (full count) = 6 x gmacs x 1e9.
 

@@ -45,7 +45,7 @@ _ALL: tuple[VariantSpec, ...] = (
     # Table 1: UNets
     _sd2("sd2", 320, "SD2 UNet with OpenCLIP-H context"),
     _sd2("sd2_c512", 512, "SD2 UNet, base channels 512"),
-    _ifxl("ifxl_c512", 512, "DeepFloyd IF-I-XL UNet adapted to latents + OpenCLIP-H (see README)"),
+    _ifxl("ifxl_c512", 512, "DeepFloyd IF-I-XL UNet adapted to latents + OpenCLIP-H (see docs/variants.md)"),
     _ifxl("ifxl_c704", 704, "IF-XL UNet, base channels 704"),
     _sdxl("sdxl_c128", 128, description="SDXL, base channels 128"),
     _sdxl("sdxl_c192", 192, description="SDXL, base channels 192"),

@@ -110,14 +110,23 @@ class VariantSpec:
 
     def scaled(self, **overrides: Any) -> "VariantSpec":
         """The same topology with some sizes changed, e.g. `get_variant("sdxl").scaled(channels=32,
-        transformer_depth=(0, 1, 1), in_channels=3, sample_size=32, context_dim=64)`."""
+        transformer_depth=(0, 1, 1), in_channels=3, sample_size=32, context_dim=64)`; values may be
+        strings ("0,1,1", "64"), parsed here."""
+        self._check_size_keys(overrides)
+        return self.with_sizes(**self._coerce(overrides))
+
+    def with_sizes(self, **sizes: Any) -> "VariantSpec":
+        """`scaled` for values that are already typed (e.g. a run config's, parsed by its owner)."""
+        self._check_size_keys(sizes)
+        return dataclasses.replace(self, **sizes)
+
+    def _check_size_keys(self, sizes: dict[str, Any]) -> None:
         known = {f.name for f in dataclasses.fields(self)} - {"family"}
-        unknown = sorted(set(overrides) - known)
+        unknown = sorted(set(sizes) - known)
         if unknown:
             raise UserError(
                 f"cannot scale {self.name} ({self.kind}) by {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
             )
-        return dataclasses.replace(self, **self._coerce(overrides))
 
     # --- model -------------------------------------------------------------------------------
     def diffusers_config(self) -> dict[str, Any]:
@@ -174,7 +183,7 @@ class UNetSpec(VariantSpec):
     norm_groups: int = 32
     attention: str = "transformer"  # "transformer" (SD2/SDXL) | "simple" (DeepFloyd IF)
     # DeepFloyd IF adds an attention-pooled text vector to the time embedding. Off everywhere in the
-    # registry (the study: no extra embeddings); see the README's IF-XL note for what it changes.
+    # registry (the study: no extra embeddings); see docs/variants.md, The IF-XL rows for what it changes.
     pooled_text_embedding: bool = False
 
     def __post_init__(self) -> None:
@@ -259,7 +268,7 @@ class UNetSpec(VariantSpec):
             config.update(transformer_layers_per_block=tuple(layers), use_linear_projection=True)
         else:
             # DeepFloyd IF-I's UNet settings, minus its T5 projection and pooled-text embedding
-            # (the study: no extra embeddings). See the README's IF-XL note.
+            # (the study: no extra embeddings). See docs/variants.md, The IF-XL rows.
             config.update(
                 act_fn="gelu",
                 resnet_time_scale_shift="scale_shift",

@@ -9,8 +9,12 @@ def build_tiny_mask2former(out_dir: str | Path, seed: int = 0, boost_label: int 
     """A transformers Mask2Former (Swin backbone, 80 COCO classes) with 12 queries, saved with its
     image processor. `boost_label` raises that class's logit so some instances clear GenEval's thresholds."""
     import torch
-    from transformers import (Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor,
-                              SwinConfig)
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
 
     backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
                           window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])

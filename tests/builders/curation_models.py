@@ -84,10 +84,10 @@ def make_opt_tokenizer(path: Path):
 
 def make_blip2_dir(path: Path, seed: int = 0, num_query_tokens: int = 4) -> Path:
     """A BLIP-2 (ViT + Q-Former + OPT) with its Blip2Processor, saved with save_pretrained."""
+    import tempfile
+
     import torch
     from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as src:
         tok = make_opt_tokenizer(Path(src))

@@ -20,8 +20,7 @@ def bert_vocab_file() -> Path:
 def build_tiny_blip_vqa(out_dir: str | Path, seed: int = 0, image_size: int = 32) -> Path:
     """A BlipForQuestionAnswering with a 2-layer, 32-wide vision and text stack and BLIP's tokenizer."""
     import torch
-    from transformers import (BertTokenizerFast, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizerFast, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor, BlipProcessor
 
     out = Path(out_dir)
     tokenizer = BertTokenizerFast(vocab=str(bert_vocab_file()), do_lower_case=True)
@@ -87,8 +86,13 @@ def build_tiny_qwen_tokenizer(corpus: list[str], vocab_size: int = 400):
 def build_tiny_qwen25_vl(out_dir: str | Path, corpus: list[str], seed: int = 0) -> Path:
     """A Qwen2_5_VLForConditionalGeneration with a 2-layer, 32-wide text and vision stack."""
     import torch
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     out = Path(out_dir)
     tokenizer = build_tiny_qwen_tokenizer(corpus)

@@ -26,8 +26,14 @@ from typing import Any, ClassVar
 from t2ibench.errors import UserError
 from t2ibench.metrics.base import ImageLike, ItemScore, MetricResult, PromptRecord, Scorer
 from t2ibench.metrics.tifa.questions import QuestionSet, default_questions_path, load_questions, parse_questions
-from t2ibench.metrics.tifa.scoring import (AnswerMapper, QuestionOutcome, needs_mapping, score_questions,
-                                           summarize, unanswered)
+from t2ibench.metrics.tifa.scoring import (
+    AnswerMapper,
+    QuestionOutcome,
+    needs_mapping,
+    score_questions,
+    summarize,
+    unanswered,
+)
 from t2ibench.metrics.tifa.vqa import VQABackend, snapshot_tag, vqa_backend_class
 from t2ibench.weights import WeightFile, resolve
 

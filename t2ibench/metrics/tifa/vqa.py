@@ -65,9 +65,9 @@ class HubVQABackend(VQABackend):
             raise ValueError(f"{self.name}: tokenizer files missing or empty in {self.weights_path}")
 
 
-# name -> "module:Class" (imported on use), or a VQABackend subclass registered at run time.
+# name -> "module:Class" (imported on use), or a VQABackend subclass. Packages above the core add their
+# own with `register_vqa_backend` (the demo registers "shapes-measure" when the demo package is imported).
 VQA_BACKENDS: dict[str, str | type[VQABackend]] = {
-    "shapes-measure": "t2ibench.demo.measure_vqa:ShapesMeasureVQA",
     # The TIFA repo's "blip-large" and "blip-base" (transformers BlipForQuestionAnswering).
     "blip-vqa-capfilt-large": "t2ibench.metrics.tifa.blip:BlipVQACapfiltLarge",
     "blip-vqa-base": "t2ibench.metrics.tifa.blip:BlipVQABase",
@@ -75,6 +75,13 @@ VQA_BACKENDS: dict[str, str | type[VQABackend]] = {
     "qwen2.5-vl-3b": "t2ibench.metrics.tifa.qwen:Qwen25VL3B",
     "qwen2.5-vl-7b": "t2ibench.metrics.tifa.qwen:Qwen25VL7B",
 }
+
+
+def register_vqa_backend(name: str, backend: str | type[VQABackend]) -> None:
+    """Make `name` usable as TIFA's `vqa` option: a VQABackend subclass or its "module:Class" path."""
+    if name in VQA_BACKENDS and VQA_BACKENDS[name] != backend:
+        raise ValueError(f"VQA backend {name!r} is already registered as {VQA_BACKENDS[name]!r}")
+    VQA_BACKENDS[name] = backend
 
 
 def vqa_backend_class(name: str) -> type[VQABackend]:
