@@ -235,7 +235,10 @@ def test_unusable_device_is_one_line_before_any_model(world, command, device, ex
     (["generate", "--ckpt", "ckpt", "--prompts", "prompts.txt", *GEN, "--out", "a_file/x"], "--out"),
     (["leaderboard", "build", "--db", "store.sqlite", "--out", "a_file"], "--out"),
     (["leaderboard", "export", "a_file/x.csv", "--db", "store.sqlite"], "export file"),
-], ids=["eval-out", "eval-db", "eval-cache", "images-out", "generate-out", "site-out", "export"])
+    (["data", "filter", "images", "--out", "a_file/x"], "--out"),
+    (["data", "caption", "images", "--out", "a_file/x"], "--out"),
+], ids=["eval-out", "eval-db", "eval-cache", "images-out", "generate-out", "site-out", "export", "filter-out",
+        "caption-out"])
 def test_unwritable_outputs_are_found_before_work(world, args, option):
     assert_refused(world, args, option, "a_file")
 

@@ -94,8 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
+    from t2ibench.cli_args import writable_dir
     from t2ibench.data.filter import FilterConfig, run_filter
 
+    writable_dir(args.out, "--out")  # before any model is loaded or shard read
     cfg = FilterConfig(data=args.data, out=args.out, kind=args.kind, chunk_size=args.chunk_size,
                        min_size=args.min_size, max_aspect=args.max_aspect, dedup=args.dedup,
                        dedup_distance=args.dedup_distance, aesthetic_threshold=args.aesthetic_threshold,
@@ -131,8 +133,11 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
+    from t2ibench.cli_args import writable_dir
     from t2ibench.data.caption import CaptionConfig, run_caption
 
+    if args.out:  # None: sidecars next to the data (checked by the captioner)
+        writable_dir(args.out, "--out")
     cfg = CaptionConfig(data=args.data, out=args.out, kind=args.kind, chunk_size=args.chunk_size,
                         weights=args.captioner_weights, num_captions=args.num_captions, method=args.method,
                         num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
