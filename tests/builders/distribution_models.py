@@ -10,15 +10,9 @@ from pathlib import Path
 
 def _spread_(module, seed: int) -> None:
     """Normal init of every parameter so features depend on the input (LayerNorm weights near 1)."""
-    import torch
+    from tiny_scorers import _randomise_
 
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / max(1, p.shape[-1]) ** 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if "weight" in name else 0.0))
+    _randomise_(module, seed)
 
 
 def clip_bpe_files(folder: Path) -> Path:
