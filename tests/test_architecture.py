@@ -223,6 +223,6 @@ def test_docs_site_builds_strict_with_links_checked(tmp_path):
 def test_readme_is_a_newcomer_page():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) < 250
-    assert "./install.sh && t2ibench demo" in readme and "./install.sh --browser && python3 -m pytest -q" in readme
+    assert "./install.sh && t2ibench demo" in readme and "./install.sh --browser --postgres && python3 -m pytest -q" in readme
     # every page is reachable: mkdocs.yml's nav must list it (omitted_files: warn fails the strict build)
     assert "(docs/architecture.md)" in readme
