@@ -5,10 +5,8 @@ cached embeddings, in-training evaluation and the bad-input stops."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import torch
 
 from t2ibench.errors import UserError
 from t2ibench.train.loop import TrainingDiverged, train
-from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder
+from train_helpers import backbone_weights, kill_after_checkpoint, make_config, tiny_overrides, write_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,16 +83,7 @@ def test_resume_is_exact(data, straight, tmp_path):
 def test_resume_after_kill_9(data, straight, tmp_path):
     """A run killed with SIGKILL (possibly mid-save) resumes from its newest complete checkpoint."""
     out = tmp_path / "run"
-    overrides = tiny_overrides(data, out, **{"checkpoint.every": 1, "train.steps": 4})
-    cmd = [sys.executable, "-m", "t2ibench", "train", "sdxl"] + [f"{k}={v}" for k, v in overrides.items()]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})  # same threads as here: CPU sums depend on them
-    deadline = time.time() + 240
-    while not (out / "checkpoints" / "step-00000002").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (out / "checkpoints" / "step-00000002").is_dir(), proc.stderr.read().decode()[-2000:]
+    kill_after_checkpoint(data, out)
     resumed = train(make_config(data, out, **{"checkpoint.every": 1}), resume=True)
     assert resumed.step == 4
     assert _equal(backbone_weights(resumed.checkpoint), backbone_weights(straight.checkpoint))

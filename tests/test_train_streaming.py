@@ -5,10 +5,8 @@ skipped and counted) and the one-line stops on missing or wrong metadata."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,13 @@ import torch
 
 from t2ibench.errors import UserError
 from t2ibench.train.data import SampleRules, StepBatches, TrainingData, collate, epoch_order, index_dataset
-from train_helpers import backbone_weights, make_config, tiny_overrides, write_folder, write_shards
+from train_helpers import (
+    backbone_weights,
+    kill_after_checkpoint,
+    make_config,
+    write_folder,
+    write_shards,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = SampleRules(resolution=32, min_side=32, alt_text_prob=0.5, top_k=5, caption_dropout=0.2,
@@ -132,16 +136,7 @@ def test_resume_after_kill_9_on_shards_is_bitwise(shards, tmp_path):
 
     reference = train(straight)
     out = tmp_path / "run"
-    overrides = tiny_overrides(shards, out, **{"checkpoint.every": 1, "train.steps": 4})
-    cmd = [sys.executable, "-m", "t2ibench", "train", "sdxl"] + [f"{k}={v}" for k, v in overrides.items()]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 240
-    while not (out / "checkpoints" / "step-00000002").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (out / "checkpoints" / "step-00000002").is_dir(), proc.stderr.read().decode()[-2000:]
+    kill_after_checkpoint(shards, out)
     resumed = train(make_config(shards, out, **{"checkpoint.every": 1}), resume=True)
     assert resumed.step == 4 and [loss for s, loss in resumed.losses] == [loss for s, loss in reference.losses if s > resumed.losses[0][0] - 1]
     a, b = backbone_weights(resumed.checkpoint), backbone_weights(reference.checkpoint)

@@ -86,3 +86,25 @@ def write_shards(root: Path, n: int, per_shard: int, *, index: bool = True) -> P
 
         index_shards(root)
     return root
+
+
+def kill_after_checkpoint(data: Path, out: Path, step: int = 2, steps: int = 4) -> None:
+    """`t2ibench train` in a subprocess, SIGKILLed as soon as checkpoint `step` exists (a crash mid-run)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = tiny_overrides(data, out, **{"checkpoint.every": 1, "train.steps": steps})
+    cmd = [sys.executable, "-m", "t2ibench", "train", "sdxl"] + [f"{k}={v}" for k, v in overrides.items()]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,  # same threads as the tests: CPU sums depend on them
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    done = out / "checkpoints" / f"step-{step:08d}"
+    deadline = time.time() + 240
+    while not done.is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done.is_dir(), proc.stderr.read().decode()[-2000:]
