@@ -17,7 +17,7 @@ from t2ibench.errors import UserError
 
 COMMANDS = (
     "variants", "metrics", "weights", "features", "prompts", "generate", "eval",
-    "train", "leaderboard", "compare", "data", "demo",
+    "train", "leaderboard", "compare", "data", "demo", "study",
 )
 
 

@@ -164,6 +164,82 @@ class DemoReport:
         return d
 
 
+def micro_run_config(s: DemoSettings, variant: MicroVariant, *, data_dir: Path, db: Path, out: Path, run: str,
+                     seed: int, alt_text_prob: float | None = None):
+    """The typed run config of a micro variant trained on the shapes data in `data_dir`: the recipe's, with the
+    demo's departures (each an explicit field; see `Demo.departures`). `alt_text_prob` is the recipe's
+    synthetic-caption mixing (None: the recipe's 0.5; it only matters where the data has synthetic captions)."""
+    from t2ibench.train.config import CheckpointConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, RunConfig
+
+    recipe = RunConfig(variant=variant.base)
+    scorer_options = {METRIC: {"vqa": VQA_BACKEND, "questions": str((data_dir / "eval" / "questions.json").resolve())}}
+    data = DataConfig(path=str(data_dir / "train"), num_workers=0)
+    if alt_text_prob is not None:
+        data = dataclasses.replace(data, alt_text_prob=alt_text_prob)
+    return RunConfig(
+        variant=variant.base, resolution=s.resolution, seed=seed, run=run, out=str(out),
+        # micro model: pixel space, tiny frozen text encoder (open_clip text tower, fixed random weights)
+        model=ModelConfig(**variant.sizes, text_encoder="tiny", vae="none", prediction_type=s.prediction,
+                          zero_terminal_snr=s.prediction == "v_prediction"),
+        data=data,
+        # minutes on a CPU instead of 600K steps at batch 2048
+        optim=dataclasses.replace(recipe.optim, lr=s.lr, warmup_steps=s.warmup),
+        train=dataclasses.replace(recipe.train, global_batch=s.batch, micro_batch=s.batch, steps=s.steps,
+                                  ema=s.ema, ema_decay=0.99, mixed_precision="no", cpu=s.device == "cpu"),
+        checkpoint=CheckpointConfig(every=s.eval_every, keep=2, embed_frozen=True),
+        eval=EvalConfig(every=s.eval_every, metrics=METRIC, limit=s.prompts, db=str(db), steps=s.sample_steps,
+                        cfg=s.cfg, seed=0, batch_size=min(64, s.prompts), options=json.dumps(scorer_options)),
+        log=LogConfig(tensorboard=False, progress=s.progress, every=10),
+    )
+
+
+def eval_dir(config) -> Path:
+    """Where the evaluation of `config`'s run at `step` lands (the trainer's in-training evaluation writes
+    to the same place, t2ibench/train/in_training_eval.py)."""
+    return Path(config.out) / "eval"
+
+
+def evaluate_run(config, model_or_ckpt, step: int, train_flops: float, device: str) -> dict:
+    """Score one state of a run with the study's TIFA, through `t2ibench eval`'s driver, into the store."""
+    from t2ibench.evaluate import evaluate
+
+    return evaluate(model_or_ckpt, METRIC, protocol=config.eval.protocol(config.resolution),
+                    out_dir=eval_dir(config) / f"step-{step:08d}", limit=config.eval.limit, db=Path(config.eval.db),
+                    run=config.run_name, variant=config.variant, step=step, train_flops=train_flops,
+                    scorer_options=config.eval.scorer_options(), device=device, batch_size=config.eval.batch_size,
+                    progress=False)
+
+
+def train_run(config, say) -> float:
+    """Train (or continue) one run up to its configured steps; returns its training wall-clock."""
+    from t2ibench.train.loop import train
+    from t2ibench.train.state import latest_checkpoint, read_state
+
+    latest = latest_checkpoint(Path(config.out))
+    if latest is not None and read_state(latest).step >= config.train.steps:
+        say(f"  trained already ({read_state(latest).step} steps)")
+        return read_state(latest).wall_s
+    result = train(config, resume=latest is not None)
+    for ev in result.evaluations:
+        say(f"  step {ev['step']}: TIFA {ev['scores'].get(METRIC, float('nan')):.3f}")
+    return result.wall_s
+
+
+def fill_missing_evals(config, device: str, say) -> None:
+    """Evaluate every kept checkpoint on the evaluation grid that has no results.json (an interruption
+    between the checkpoint and the end of its evaluation)."""
+    from t2ibench.train.state import checkpoint_root, read_state
+
+    for ckpt in sorted(checkpoint_root(Path(config.out)).glob("step-*")):
+        if not (ckpt / "training_state" / "state.json").is_file():
+            continue
+        state = read_state(ckpt)
+        if state.step % config.eval.every or (eval_dir(config) / f"step-{state.step:08d}" / "results.json").is_file():
+            continue
+        record = evaluate_run(config, ckpt / "model", state.step, state.train_flops, device)
+        say(f"  step {state.step} (from checkpoint): TIFA {record['metrics'][METRIC]['value']:.3f}")
+
+
 class Demo:
     """One demo directory: its data, runs, store and site (see the module doc for the layout)."""
 
@@ -229,27 +305,8 @@ class Demo:
 
     def run_config(self, variant: MicroVariant):
         """The typed run config of a micro variant: the recipe's, with the demo's departures (see `departures`)."""
-        from t2ibench.train.config import CheckpointConfig, DataConfig, EvalConfig, LogConfig, ModelConfig, RunConfig
-
-        s = self.s
-        recipe = RunConfig(variant=variant.base)
-        scorer_options = {METRIC: {"vqa": VQA_BACKEND,
-                                   "questions": str((self.data_dir / "eval" / "questions.json").resolve())}}
-        return RunConfig(
-            variant=variant.base, resolution=s.resolution, seed=s.seed, run=variant.name, out=str(self.run_dir(variant)),
-            # micro model: pixel space, tiny frozen text encoder (open_clip text tower, fixed random weights)
-            model=ModelConfig(**variant.sizes, text_encoder="tiny", vae="none", prediction_type=s.prediction,
-                              zero_terminal_snr=s.prediction == "v_prediction"),
-            data=DataConfig(path=str(self.data_dir / "train"), num_workers=0),
-            # minutes on a CPU instead of 600K steps at batch 2048
-            optim=dataclasses.replace(recipe.optim, lr=s.lr, warmup_steps=s.warmup),
-            train=dataclasses.replace(recipe.train, global_batch=s.batch, micro_batch=s.batch, steps=s.steps,
-                                      ema=s.ema, ema_decay=0.99, mixed_precision="no", cpu=s.device == "cpu"),
-            checkpoint=CheckpointConfig(every=s.eval_every, keep=2, embed_frozen=True),
-            eval=EvalConfig(every=s.eval_every, metrics=METRIC, limit=s.prompts, db=str(self.db), steps=s.sample_steps,
-                            cfg=s.cfg, seed=0, batch_size=min(64, s.prompts), options=json.dumps(scorer_options)),
-            log=LogConfig(tensorboard=False, progress=s.progress, every=10),
-        )
+        return micro_run_config(self.s, variant, data_dir=self.data_dir, db=self.db, out=self.run_dir(variant),
+                                run=variant.name, seed=self.s.seed)
 
     def departures(self, variant: MicroVariant) -> dict[str, Any]:
         """Every run-config field where the demo's run differs from the recipe (recorded in demo.json)."""
@@ -266,18 +323,10 @@ class Demo:
 
     # -- 3. evaluation outside training: step 0 and checkpoints left without their evaluation ------
     def eval_dir(self, variant: MicroVariant, step: int) -> Path:
-        # the trainer's in-training evaluation writes to the same place (t2ibench/train/in_training_eval.py)
-        return self.run_dir(variant) / "eval" / f"step-{step:08d}"
+        return eval_dir(self.run_config(variant)) / f"step-{step:08d}"
 
     def evaluate(self, variant: MicroVariant, model_or_ckpt, step: int, train_flops: float) -> dict:
-        from t2ibench.evaluate import evaluate
-
-        config = self.run_config(variant)
-        protocol = config.eval.protocol(config.resolution)
-        return evaluate(model_or_ckpt, METRIC, protocol=protocol, out_dir=self.eval_dir(variant, step),
-                        limit=config.eval.limit, db=self.db, run=config.run_name, variant=config.variant, step=step,
-                        train_flops=train_flops, scorer_options=config.eval.scorer_options(), device=self._device(),
-                        batch_size=config.eval.batch_size, progress=False)
+        return evaluate_run(self.run_config(variant), model_or_ckpt, step, train_flops, self._device())
 
     def baseline(self, variant: MicroVariant) -> None:
         """Step 0: the untrained weights the trainer starts from (same config, same seed)."""
@@ -291,32 +340,12 @@ class Demo:
         self.say(f"  step 0 (untrained): TIFA {record['metrics'][METRIC]['value']:.3f}")
 
     def fill_missing_evals(self, variant: MicroVariant) -> None:
-        from t2ibench.train.state import checkpoint_root, read_state
-
-        for ckpt in sorted(checkpoint_root(self.run_dir(variant)).glob("step-*")):
-            if not (ckpt / "training_state" / "state.json").is_file():
-                continue
-            state = read_state(ckpt)
-            if state.step % self.s.eval_every or (self.eval_dir(variant, state.step) / "results.json").is_file():
-                continue
-            record = self.evaluate(variant, ckpt / "model", state.step, state.train_flops)
-            self.say(f"  step {state.step} (from checkpoint): TIFA {record['metrics'][METRIC]['value']:.3f}")
+        fill_missing_evals(self.run_config(variant), self._device(), self.say)
 
     # -- 4. training ---------------------------------------------------------------------------------
     def train(self, variant: MicroVariant) -> float:
         """Train (or continue) one variant up to `steps`; returns its training wall-clock."""
-        from t2ibench.train.loop import train
-        from t2ibench.train.state import latest_checkpoint, read_state
-
-        config = self.run_config(variant)
-        latest = latest_checkpoint(self.run_dir(variant))
-        if latest is not None and read_state(latest).step >= self.s.steps:
-            self.say(f"  trained already ({read_state(latest).step} steps)")
-            return read_state(latest).wall_s
-        result = train(config, resume=latest is not None)
-        for ev in result.evaluations:
-            self.say(f"  step {ev['step']}: TIFA {ev['scores'].get(METRIC, float('nan')):.3f}")
-        return result.wall_s
+        return train_run(self.run_config(variant), self.say)
 
     def _device(self) -> str:
         return "cuda" if self.s.device == "cuda" else "cpu"

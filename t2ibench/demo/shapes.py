@@ -121,6 +121,27 @@ def caption(spec: SceneSpec) -> str:
     return " and ".join(noun_phrase(g) for g in spec.groups)
 
 
+def alt_text(spec: SceneSpec, rng: random.Random) -> str:
+    """A web-style alt-text: it names only one of the scene's groups (chosen by `rng`) and no relation,
+    the way alt-texts mention the salient object and leave the rest out (paper Sec. 4.3). A single
+    group's scene is named whole."""
+    return noun_phrase(spec.groups[rng.randrange(len(spec.groups))])
+
+
+def synthetic_captions(spec: SceneSpec) -> list[str]:
+    """Five captions that each describe the whole scene, best first (a captioner's top-5): the
+    template, its mirrored phrasing (relations; reversed group order otherwise), and framed variants.
+    Mirrored phrasings are the same canonical spec, so none leaks a held-out scene."""
+    text = caption(spec)
+    if spec.kind == "relation":
+        a, b = spec.groups
+        mirrored = f"{noun_phrase(b)} {RELATIONS[spec.relation]} {noun_phrase(a)}"
+    else:
+        mirrored = " and ".join(noun_phrase(g) for g in reversed(spec.groups))
+    return [text, mirrored, f"an image of {text}", f"{mirrored} on a black background",
+            f"a picture showing {text}"]
+
+
 def canonical_key(spec: SceneSpec) -> str:
     """Phrasing-independent identity of a spec: mirrored relations and group order collapse."""
     groups = list(spec.groups)

@@ -259,8 +259,10 @@ Click a column header to sort; click a protocol hash to see the manifest behind 
 """
 
 
-def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, select: str = "latest") -> SiteReport:
-    """Write the site for every result in `store` into `out` (default ./leaderboard/site)."""
+def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, select: str = "latest",
+               pages: tuple[tuple[str, str], ...] = ()) -> SiteReport:
+    """Write the site for every result in `store` into `out` (default ./leaderboard/site). `pages`: extra
+    (relative href, title) links for the navigation bar, e.g. a study report written beside the index."""
     if select not in SELECT_MODES:
         raise UserError(f"unknown selection {select!r}; choose one of {', '.join(SELECT_MODES)}")
     out = Path(out) if out is not None else DEFAULT_OUT
@@ -292,6 +294,7 @@ def build_site(store: ResultsStore, out: str | os.PathLike[str] | None = None, s
             links.append(f'<li><a href="#m{m_idx}">{escape(metric)}</a></li>')
         body = RANKING_NOTE + "".join(sections)
         interactive.copy_plotly_js(out / "assets")
+        links += [f'<li><a href="{escape(href)}">{escape(title)}</a></li>' for href, title in pages]
         nav = f"<nav><ul>{''.join(links)}</ul></nav>"
     _remove_stale_plots(out / PLOTS_DIR, keep=set(made))
     index = out / "index.html"
