@@ -5,7 +5,9 @@ agreeing, bad input answered in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +228,15 @@ def test_bad_input_is_one_line(call):
     with pytest.raises(UserError) as err:
         call()
     assert "\n" not in str(err.value) and str(err.value)
+
+
+def test_coverage_benchmark_runs(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_seed_stats.py"
+    spec = importlib.util.spec_from_file_location("bench_seed_stats", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--reps", "10"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isalpha()]
+    assert len(rows) == 2 + 18 + 8, out  # two headers, 3 regimes x 3 S x 2 P, 4 regimes x 2 statistics
+    assert "ms CPU per call" in out

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import stdtr, stdtrit
 
 from t2ibench.errors import UserError
 from t2ibench.stats import CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, resample_indices
@@ -98,6 +97,8 @@ def contrast_effect(d: Any, *, confidence: float = CONFIDENCE, n_resamples: int 
     """d: array (S seeds, P prompts): a linear contrast's value per seed and prompt (e.g. score of run A
     minus run B on prompt p, both trained with seed s). Estimate: mean of d; t-interval from the seed and
     prompt variance terms (module doc)."""
+    from scipy.special import stdtr, stdtrit  # imported when used, as in the rest of t2ibench.stats
+
     _check(confidence, n_resamples)
     d = _array(d, 2, "the contrast (seeds x prompts)")
     n_seeds, n_prompts = d.shape
