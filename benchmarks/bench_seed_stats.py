@@ -85,7 +85,7 @@ def main(argv=None):
                 seed1 = f"{cover1:.3f}" if n_seeds == 1 else "-"
                 print(f"| {name} | {n_seeds} | {n_prompts} | {cover:.3f} | {seed1} | {ratio:.2f} |")
     print(f"\nbootstrap_effect, 95% percentile intervals, {args.reps} replications each (P=64, n_resamples 200)")
-    print("| regime (sb=0.1, se=0.05 unless seed-dominated) | statistic | S=1 | S=3 | S=5 |\n|---|---|---:|---:|---:|")
+    print("| regime (sb=0.1, se=0.05; seed-dominated: sa=0.05, sb=0.02, se=0.03) | statistic | S=1 | S=3 | S=5 |\n|---|---|---:|---:|---:|")
     for name, (sa, sb, se) in BOOT_REGIMES.items():
         for stat_name, statistic in STATISTICS.items():
             cells = []
