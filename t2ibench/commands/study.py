@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 
 from t2ibench.cli_args import positive_int
@@ -32,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training seeds per arm (default: the preset's); may grow between invocations")
     p.add_argument("--out", default=None, help="study directory (default study/, or study-quick/ with --quick)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train and sample")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
+                   help="runs trained at once, one process and one torch thread each (default %(default)s: the "
+                        "CPU cores, at most 2); the scores do not depend on it")
     p.add_argument("--fresh", action="store_true", help="delete this study directory's earlier results first")
     p.add_argument("--format", choices=("table", "json"), default="table", help="summary format")
     p.set_defaults(handler=_study)
@@ -47,11 +50,11 @@ def _study(args: argparse.Namespace) -> int:
 
     preset = "quick" if args.quick else args.preset
     out = args.out or ("study-quick" if preset == "quick" else "study")
-    settings = StudySettings(preset=preset, seeds=args.seeds, out=out, device=args.device, threads=args.threads)
+    settings = StudySettings(preset=preset, seeds=args.seeds, out=out, device=args.device, jobs=args.jobs)
     console = Console(stderr=args.format == "json")
     if args.format == "json":  # stdout carries only the JSON: progress output (the trainer's too) goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
-            report = run_study(settings, fresh=args.fresh, console=console)
+            report = run_study(settings, fresh=args.fresh, console=console, stdout_to_stderr=True)
         print(json.dumps(report.to_dict(), indent=1))
         return 0
     report = run_study(settings, fresh=args.fresh, console=console)

@@ -73,8 +73,8 @@ class StudyPreset:
 
 
 PRESETS: dict[str, StudyPreset] = {p.name: p for p in (
-    StudyPreset("default", 600, 64, 4000, 2, "5 arms x 2 seeds x 600 steps, 64 prompts: about 30 min on 2 CPU cores"),
-    StudyPreset("quick", 80, 16, 400, 2, "5 arms x 2 seeds x 80 steps, 16 prompts: the machinery in about 3 min"),
+    StudyPreset("default", 1000, 64, 4000, 2, "5 arms x 2 seeds x 1000 steps, 64 prompts: about 30 min on 2 CPU cores"),
+    StudyPreset("quick", 40, 12, 200, 2, "5 arms x 2 seeds x 40 steps, 12 prompts: the machinery in about 3 min"),
 )}
 
 
@@ -84,7 +84,7 @@ class StudySettings:
     seeds: int | None = None  # None: the preset's
     out: str = "study"
     device: str = "cpu"
-    threads: int | None = None
+    jobs: int = 1  # runs trained at once, each in its own process with one torch thread
     progress: bool = True
 
     @property
@@ -100,6 +100,8 @@ class StudySettings:
             raise UserError(f"unknown study preset {self.preset!r}; known: {', '.join(PRESETS)}")
         if self.n_seeds < 1:
             raise UserError(f"--seeds must be >= 1, got {self.n_seeds}")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {self.jobs}")
         self.demo_settings().check()
 
     def demo_settings(self) -> DemoSettings:
@@ -107,13 +109,14 @@ class StudySettings:
         p = self.spec
         return DemoSettings(out=self.out, variants=tuple(dict.fromkeys(a.variant for a in ARMS.values())),
                             steps=p.steps, eval_every=p.steps // EVALS_PER_RUN, prompts=p.prompts,
-                            train_images=p.train_images, device=self.device, threads=self.threads,
-                            progress=self.progress)
+                            train_images=p.train_images, device=self.device, threads=1, progress=self.progress)
 
     def study(self) -> dict[str, Any]:
         """What defines the study (recorded in study.json; a rerun must agree, seeds may grow)."""
         d = self.demo_settings()
-        return {"preset": asdict(self.spec), "arms": [asdict(a) for a in ARMS.values()],
+        preset = {k: v for k, v in asdict(self.spec).items() if k != "description"}
+        arms = [{k: v for k, v in asdict(a).items() if k != "description"} for a in ARMS.values()]
+        return {"preset": preset, "arms": arms,
                 "training": d.study(), "steps": d.steps, "eval_every": d.eval_every, "data_seed": d.seed}
 
 
@@ -186,18 +189,21 @@ class Study:
                                 out=self.out / "runs" / arm.name / f"seed-{seed}", run=f"{arm.name}-s{seed}",
                                 seed=seed, alt_text_prob=arm.alt_text_prob)
 
-    def run_all(self) -> dict[str, float]:
-        """Train and evaluate every (seed, arm); seeds outermost, so a study cut short has whole seeds."""
-        walls: dict[str, float] = {}
-        device = "cuda" if self.s.device == "cuda" else "cpu"
-        for seed in range(self.s.n_seeds):
-            for i, arm in enumerate(ARMS.values(), 1):
-                config = self.run_config(arm, seed)
-                self.say(f"[bold]seed {seed + 1}/{self.s.n_seeds}, arm {i}/{len(ARMS)}: {arm.name}[/bold] "
-                         f"({arm.variant}, alt-text {arm.alt_text_prob:.0%})")
-                walls[config.run_name] = train_run(config, self.say)
-                fill_missing_evals(config, device, self.say)
-        return walls
+    def runs(self) -> list[tuple[int, Arm]]:
+        """Every (seed, arm), seeds outermost: a study cut short has whole seeds."""
+        return [(seed, arm) for seed in range(self.s.n_seeds) for arm in ARMS.values()]
+
+    def run_all(self, stdout_to_stderr: bool = False) -> dict[str, float]:
+        """Train and evaluate every run, `jobs` at a time; returns each run's training wall-clock."""
+        tasks = [(asdict(self.s), arm.name, seed, stdout_to_stderr) for seed, arm in self.runs()]
+        if self.s.jobs == 1:
+            return dict(_train_and_evaluate((*t[:3], False)) for t in tasks)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.say(f"training {len(tasks)} runs, {self.s.jobs} at a time (one torch thread each)")
+        with ProcessPoolExecutor(self.s.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return dict(pool.map(_train_and_evaluate, tasks))
 
     def scores(self):
         """Per-prompt TIFA of every (seed, arm, evaluated step), read back from the runs' results.json."""
@@ -217,25 +223,54 @@ class Study:
         return report.index
 
 
-def run_study(settings: StudySettings, *, fresh: bool = False, console=None) -> StudyReport:
-    """The whole study: data, runs, claims, report. Returns what `t2ibench study` prints."""
+def _train_and_evaluate(task: tuple[dict[str, Any], str, int, bool]) -> tuple[str, float]:
+    """One run, trained to the preset's steps and evaluated at every grid step; in a worker process or not.
+
+    Every run uses one torch thread whatever --jobs is, so the scores do not depend on --jobs (CPU sums
+    depend on the thread count). A lock on the run directory keeps a leftover worker of a killed study
+    and a rerun from training the same run at once (the kernel drops the lock when its holder dies)."""
+    import fcntl
+    import sys
+
     import torch
 
+    settings, arm_name, seed, stdout_to_stderr = task
+    if stdout_to_stderr:  # a worker process: `--format json` keeps stdout for the JSON
+        sys.stdout = sys.stderr
+    torch.set_num_threads(1)
+    study = Study(StudySettings(**settings))
+    arm = ARMS[arm_name]
+    config = study.run_config(arm, seed)
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    with open(Path(config.out) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        def say(text: str) -> None:
+            print(f"[{config.run_name}] {text.strip()}", flush=True)
+
+        say(f"{arm.variant}, alt-text {arm.alt_text_prob:.0%}, seed {seed}")
+        wall = train_run(config, say)
+        fill_missing_evals(config, "cuda" if study.s.device == "cuda" else "cpu", say)
+    return config.run_name, wall
+
+
+def run_study(settings: StudySettings, *, fresh: bool = False, console=None,
+              stdout_to_stderr: bool = False) -> StudyReport:
+    """The whole study: data, runs, claims, report. Returns what `t2ibench study` prints."""
     from t2ibench.demo import claims as claims_mod
     from t2ibench.leaderboard.study_page import write_study_report
 
     t0 = time.time()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     study = Study(settings, console)
     study.prepare(fresh)
     study.make_data()
-    walls = study.run_all()
+    walls = study.run_all(stdout_to_stderr)
     grid = study.scores()
     claims = claims_mod.evaluate_claims(grid, grid.params)
     study.build_site()
-    record = {"settings": settings.study(), "seeds": list(range(settings.n_seeds)), "claims": [c.to_dict() for c in claims],
-              "scores": grid.summary()}
+    record = {"settings": settings.study(), "description": settings.spec.description,
+              "arms": [asdict(a) for a in ARMS.values()], "seeds": list(range(settings.n_seeds)),
+              "claims": [c.to_dict() for c in claims], "scores": grid.summary()}
     write_json_atomic(study.out / "claims.json", record)
     markdown, page = write_study_report(record, study.out / "report.md", study.site)
     wall = time.time() - t0

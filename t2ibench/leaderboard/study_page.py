@@ -132,8 +132,8 @@ def markdown(record: dict[str, Any], plots_rel: str) -> str:
     p = s["preset"]
     lines = [
         "# t2ibench study: the paper's claims at micro scale", "",
-        f"Preset `{p['name']}` ({p['description']}) · seeds {', '.join(map(str, record['seeds']))} · "
-        f"{len(s['arms'])} arms x {s['steps']} steps · {record['scores']['n_prompts']} held-out prompts · "
+        f"Preset `{p['name']}` ({record.get('description', '')}) · seeds {', '.join(map(str, record['seeds']))} · "
+        f"{len(record['arms'])} arms x {s['steps']} steps · {record['scores']['n_prompts']} held-out prompts · "
         "TIFA with the measuring VQA backend (`shapes-measure`)", "",
         claims_markdown_table(record), _how_to_read(record), "", "## The claims", ""]
     for c in record["claims"]:
@@ -148,7 +148,7 @@ def markdown(record: dict[str, Any], plots_rel: str) -> str:
     lines += [f"| {arm} | " + " | ".join(cells) + " |" for arm, cells in rows]
     lines += ["", "## Plots", ""] + [f"![{name}]({plots_rel}/{name})" for name in PLOTS]
     lines += ["", "## Arms", "", "| arm | micro variant | alt-text share | parameters | |", "|---|---|---:|---:|---|"]
-    for a in s["arms"]:
+    for a in record["arms"]:
         params = record["scores"]["arms"].get(a["name"], {}).get("params")
         lines.append(f"| {a['name']} | {a['variant']} | {a['alt_text_prob']:.0%} | {params or '-'} | {a['description']} |")
     lines += ["", "## Settings", "", "```json", json.dumps(s, indent=1, sort_keys=True), "```", ""]
