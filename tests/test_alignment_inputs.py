@@ -42,6 +42,28 @@ def test_manifests_pin_upstream():
     assert genai["count"] == 1600 and genai["files"]["prompts"]["hf_dataset"] == "BaiqiL/GenAI-Bench-1600"
 
 
+def test_genai_bench_count_is_checked_by_the_loader(tmp_path):
+    # sha256 not pinned yet (BaiqiL/GenAI-Bench-1600 unreachable here): the count still guards the set
+    (tmp_path / "genai_bench").mkdir()
+    (tmp_path / "genai_bench/genai_image.json").write_text(json.dumps({"00000": {"prompt": "a cat"}}))
+    (tmp_path / "genai_bench/genai_skills.json").write_text(json.dumps({"basic": [0]}))
+    with pytest.raises(UserError, match="read 1 prompts, the manifest says 1600") as err:
+        load_prompt_set("genai-bench", local_dir=tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_dpg_csv_with_other_bytes_is_rejected_by_its_git_blob_pin(tmp_path):
+    from test_dpg_scoring import csv_text
+
+    (tmp_path / "dpg_bench").mkdir()
+    (tmp_path / "dpg_bench/dpg_bench.csv").write_text(csv_text())
+    with pytest.raises(UserError) as err:
+        load_prompt_set("dpg-bench", local_dir=tmp_path)
+    line = str(err.value)
+    assert "dpg_bench.csv" in line and "sha256 " in line and "expected 98457fc99019" in line
+    assert "`t2ibench prompts fetch dpg-bench`" in line and "\n" not in line
+
+
 def test_genai_bench_format_reads_skills(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({"00000": {"prompt": "a cat"}, "00001": {"prompt": "no dogs"},
                                                  "00002": {"prompt": "x"}}))

@@ -102,7 +102,7 @@ def test_tampered_copy_is_rejected(prompts_dir, tmp_path):
     (tmp_path / "parti").mkdir()
     data = (prompts_dir / "parti/PartiPrompts.tsv").read_bytes()
     (tmp_path / "parti/PartiPrompts.tsv").write_bytes(data.replace(b"bond", b"bend", 1))
-    with pytest.raises(UserError, match="sha256"):
+    with pytest.raises(UserError, match=r"PartiPrompts.tsv has sha256 .*`t2ibench prompts fetch parti`"):
         load_prompt_set("parti", tmp_path)
 
 

@@ -12,9 +12,10 @@ against the manifest's sha256 before use, wherever it came from.
 
 Checksum convention: sha256 of the file's bytes after removing a leading UTF-8 byte-order mark
 (identical to plain sha256 for files without one). Copies of the DrawBench sheet differ only in it.
-A file whose sha256 could not be recorded (TIFA's question file, the HPSv2 prompts: not reachable
-when the manifests were written) is checked by its git blob SHA-1 from the pinned tree when the
-manifest has one, else it is used unverified and its sha256 is recorded in every result.
+A file whose sha256 could not be recorded (TIFA's question file, DPG-Bench's dpg_bench.csv, the HPSv2
+and GenAI-Bench files: not reachable when the manifests were written) is checked by its git blob SHA-1
+from the pinned tree when the manifest has one, else it is used unverified and its sha256 is recorded
+in every result. The record count of every set is checked against the manifest's `count`.
 """
 
 from __future__ import annotations
@@ -104,12 +105,13 @@ def verify(set_name: str, spec: FileSpec, path: Path) -> str:
     """Check `path` against the manifest; returns its sha256 (BOM-stripped convention)."""
     data = path.read_bytes()
     digest = content_sha256(data)
+    fix = f"replace it with the pinned copy (`t2ibench prompts fetch {set_name}` downloads it)"
     if spec.sha256 and digest != spec.sha256:
         raise UserError(f"prompt set {set_name!r}: {path} has sha256 {digest[:12]}..., the manifest pins "
-                        f"{spec.sha256[:12]}... (a different version of {spec.filename}); use the pinned copy")
+                        f"{spec.sha256[:12]}... (a different version of {spec.filename}); {fix}")
     if not spec.sha256 and spec.git_blob_sha1 and git_blob_sha1(data) != spec.git_blob_sha1:
-        raise UserError(f"prompt set {set_name!r}: {path} is not the pinned {spec.filename} "
-                        f"(git blob {git_blob_sha1(data)[:12]}..., expected {spec.git_blob_sha1[:12]}...)")
+        raise UserError(f"prompt set {set_name!r}: {path} (sha256 {digest[:12]}...) is not the pinned {spec.filename} "
+                        f"(git blob {git_blob_sha1(data)[:12]}..., expected {spec.git_blob_sha1[:12]}...); {fix}")
     return digest
 
 
