@@ -173,3 +173,40 @@ def test_training_set_resumes_and_refuses_other_settings(tmp_path):
     assert all(_tree_digest(out)[k] == first[k] for k in _tree_digest(out) if k.startswith("train_"))
     with pytest.raises(UserError, match="other world settings"):
         write_training_set(out, world, n=5, seed=1)
+
+
+def test_alt_texts_and_synthetic_captions_for_the_trainers_caption_mixing(tmp_path):
+    """captions="alt+synthetic": <stem>.txt names one group only, <stem>.syn.json holds five whole-scene
+    captions read by the trainer's own reader; no synthetic phrasing is a held-out evaluation caption."""
+    import numpy as np
+
+    from t2ibench.data.readers import ShardStats, open_dataset
+    from t2ibench.demo.shapes import alt_text, synthetic_captions
+    from t2ibench.train.data import choose_caption
+
+    world = ShapesWorld()
+    out = write_training_set(tmp_path / "mixed", world, n=60, seed=0, captions="alt+synthetic")
+    scenes = [json.loads(line) for line in (out / "scenes.jsonl").read_text().splitlines()]
+    held_out = {caption(s) for s in eval_specs(world, 400, 0)}
+    samples = {Path(s.key).name: s for shard in open_dataset(out).shards for s in shard.samples(ShardStats())}
+    for scene in scenes:
+        alt = (out / f"{scene['stem']}.txt").read_text()
+        syn = json.loads((out / f"{scene['stem']}.syn.json").read_text())["captions"]
+        assert syn[0] == scene["caption"] and len(syn) == 5
+        assert len(set(syn)) == (5 if len(scene["groups"]) > 1 else 4)  # one group: no other order to mirror
+        assert not held_out & set(syn)
+        named = [g for g in scene["groups"] if alt.endswith(f"{g['color']} {g['shape']}" + ("s" if g["count"] > 1 else ""))]
+        assert len(named) == 1  # exactly one group of the scene, and no relation phrase
+        assert not any(r in alt for r in RELATIONS)
+        sample = samples[scene["stem"]]
+        assert sample.caption == alt and sample.syn["captions"] == syn
+    # the trainer's mixing picks the alt-text with probability alt_text_prob, else one of the top-5
+    rng = np.random.default_rng(0)
+    picks = [choose_caption("alt", ["s1", "s2", "s3", "s4", "s5"], rng, 0.5)[1] for _ in range(4000)]
+    assert abs(np.mean([p == -1 for p in picks]) - 0.5) < 0.03 and set(picks) == {-1, 0, 1, 2, 3, 4}
+    # a mirrored phrasing is the same spec (canonical key), so a training scene never leaks a held-out one
+    spec = SceneSpec("relation", (Group("red", "circle"), Group("blue", "square")), "to the left of")
+    assert synthetic_captions(spec)[1] == "a blue square to the right of a red circle"
+    assert alt_text(spec, random.Random(0)) in ("a red circle", "a blue square")
+    with pytest.raises(UserError):
+        write_training_set(tmp_path / "mixed", world, n=60, seed=0, captions="full")  # other captions, same folder

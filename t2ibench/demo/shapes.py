@@ -130,7 +130,8 @@ def alt_text(spec: SceneSpec, rng: random.Random) -> str:
 
 def synthetic_captions(spec: SceneSpec) -> list[str]:
     """Five captions that each describe the whole scene, best first (a captioner's top-5): the
-    template, its mirrored phrasing (relations; reversed group order otherwise), and framed variants.
+    template, its mirrored phrasing (relations; reversed group order otherwise; a one-group scene has
+    none and repeats the template), and framed variants.
     Mirrored phrasings are the same canonical spec, so none leaks a held-out scene."""
     text = caption(spec)
     if spec.kind == "relation":
