@@ -11,7 +11,10 @@ images are identical. It then samples the same images in bf16 and prints how far
 compiled denoiser's speed and images against eager.
 
 `t2ibench` is t2ibench's own checkpoint format (a scaled-down SDXL-topology UNet, open_clip text tower,
-tiny VAE) against diffusers' StableDiffusionPipeline fed the same text context and noise.
+tiny VAE; with `--real-size`, the study's full `sdxl` UNet on a 4x32x32 latent) against diffusers'
+StableDiffusionPipeline fed the same text context and noise, in fp32 and under bf16 autocast. It also
+times t2ibench with its cross-attention K/V reuse turned off (same images), which is what that reuse
+gives.
 Timings: alternating rounds, best of `--repeats` per side (robust to a busy machine).
 """
 
@@ -104,20 +107,29 @@ def bench_family(family: str, args, workdir: Path) -> dict:
 
 
 def bench_own(args) -> dict:
-    """t2ibench's own checkpoint format against StableDiffusionPipeline given the same context and noise."""
+    """t2ibench's own checkpoint format against StableDiffusionPipeline given the same context and noise,
+    in fp32 and under bf16 autocast; also t2ibench without its cross-attention K/V reuse."""
+    import contextlib
+
     from diffusers import StableDiffusionPipeline
 
+    import t2ibench.cross_attention_cache as kv
     from t2ibench.generate import Protocol, T2IModelSampler, initial_noise, sample_batch
     from t2ibench.model import build_model
     from t2ibench.variants import get_variant
     from tiny_t2i import tiny_text_encoder, tiny_vae
 
-    spec = get_variant("sdxl").scaled(channels=32, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
-                                      context_dim=64)
+    if args.real_size:  # the study's sdxl UNet (random weights) on the 256-px protocol's 4x32x32 latent
+        spec = get_variant("sdxl")
+    else:
+        spec = get_variant("sdxl").scaled(channels=32, transformer_depth=(0, 1, 2), in_channels=4, sample_size=16,
+                                          context_dim=64)
     torch.manual_seed(0)
-    model = build_model(spec, text_encoder=tiny_text_encoder(width=64), vae=tiny_vae(), resolution=32).eval()
+    vae = tiny_vae()
+    res = spec.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+    model = build_model(spec, text_encoder=tiny_text_encoder(width=spec.context_dim), vae=vae, resolution=res).eval()
     sampler = T2IModelSampler(model)
-    protocol = Protocol(steps=args.steps, resolution=32)
+    protocol = Protocol(steps=args.steps, resolution=res)
     pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=None, tokenizer=None, unet=model.backbone,
                                    scheduler=model.schedule.ddim(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -129,25 +141,45 @@ def bench_own(args) -> dict:
     def ours(p=protocol):
         return np.concatenate([sample_batch(sampler, [prompts[i] for i in b], b, p) for b in batches])
 
-    def theirs():
+    def ours_without_reuse(p=protocol):
+        original = kv.reuse_cross_attention_kv
+        kv.reuse_cross_attention_kv = lambda model, enabled=True: original(model, enabled=False)
+        try:
+            return ours(p)
+        finally:
+            kv.reuse_cross_attention_kv = original
+
+    def theirs(dtype="fp32"):
         out = []
+        low = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
         for b in batches:
             with torch.no_grad():
                 cond = model.encode_text([prompts[i] for i in b])
                 uncond = model.encode_text([""] * len(b))
-            latents, _ = initial_noise(sampler.noise_shape(32), b)
-            images = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, height=32, width=32,
-                          num_inference_steps=args.steps, guidance_scale=7.5, latents=latents, output_type="np").images
+            latents, _ = initial_noise(sampler.noise_shape(res), b)
+            with low:
+                images = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, height=res, width=res,
+                              num_inference_steps=args.steps, guidance_scale=7.5, latents=latents,
+                              output_type="np").images
             out.append((images * 255).round().astype("uint8"))
         return np.concatenate(out)
 
-    timings, results = _best({"t2ibench": ours, "pipeline": theirs}, args.repeats)
-    low = ours(Protocol(steps=args.steps, resolution=32, dtype="bf16"))
-    row = {"family": "t2ibench", "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
+    timings, results = _best({"t2ibench": ours, "pipeline": theirs, "no_reuse": ours_without_reuse}, args.repeats)
+    assert np.array_equal(results["t2ibench"], results["no_reuse"]), "K/V reuse changed the images"
+    reuse = (f"without K/V reuse {args.images / timings['no_reuse']:.3f} img/s: reuse gives "
+             f"{timings['no_reuse'] / timings['t2ibench']:.3f}x at identical images")
+    if args.real_size:  # bf16 autocast is emulated on most CPUs: minutes per image at this size
+        return {"family": "t2ibench sdxl", "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
+                "scheduler": "DDIMScheduler", "guidance": "cfg", "timings": timings, "results": results,
+                "bf16": "not run (--real-size)", "extra": reuse}
+    low = ours(Protocol(steps=args.steps, resolution=res, dtype="bf16"))
+    row = {"family": "t2ibench" + (" sdxl" if args.real_size else ""),
+           "pipeline": "StableDiffusionPipeline (same UNet/VAE/context)",
            "scheduler": "DDIMScheduler", "guidance": "cfg", "timings": timings, "results": results,
-           "bf16": _diff(results["t2ibench"], low)}
+           "bf16": _diff(results["t2ibench"], low),
+           "extra": f"{reuse}; bf16 vs the pipeline under bf16 autocast: {_diff(low, theirs('bf16'))}"}
     if args.compile:
-        row["compile"] = _compiled(ours, Protocol(steps=args.steps, resolution=32, compile=True), results["t2ibench"],
+        row["compile"] = _compiled(ours, Protocol(steps=args.steps, resolution=res, compile=True), results["t2ibench"],
                                    timings["t2ibench"])
     return row
 
@@ -163,6 +195,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timed rounds; the best of each side counts")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--compile", action="store_true", help="also time --compile and compare its images with eager")
+    ap.add_argument("--real-size", action="store_true",
+                    help="the t2ibench family with the study's full-size sdxl UNet (2.6B, latent 4x32x32); slow on a CPU")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers.utils import logging as diffusers_logging
@@ -180,11 +214,12 @@ def main() -> None:
             t, (a, b) = r["timings"], (r["results"]["t2ibench"], r["results"]["pipeline"])
             same = bool(np.array_equal(a, b))
             print(f"{r['family']:13} {r['pipeline'][:27]:27} {r['scheduler']:32} {r['guidance']:9} "
-                  f"{args.images / t['t2ibench']:14.2f} {args.images / t['pipeline']:14.2f} "
+                  f"{args.images / t['t2ibench']:14.4g} {args.images / t['pipeline']:14.4g} "
                   f"{t['pipeline'] / t['t2ibench']:6.3f}  {same!s:9} ({np.abs(a.astype(int) - b.astype(int)).max()})"
                   f"           {r['bf16']}", flush=True)
-            if "compile" in r:
-                print(f"{'':13} {r['compile']}", flush=True)
+            for extra in ("extra", "compile"):
+                if extra in r:
+                    print(f"{'':13} {r[extra]}", flush=True)
 
 
 if __name__ == "__main__":

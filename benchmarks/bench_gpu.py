@@ -13,9 +13,11 @@ Random weights everywhere (no downloads), latents and text embeddings drawn once
   AdamW, MSE on the noise) at the largest batch of 8, 16, ..., --max-batch that fits. FLOPs are the
   trainer's own count (3 x forward FLOPs per sample, `t2ibench.train.flops`).
 - `generate`: {images, batch, steps, cfg, t2ibench_images_per_s, diffusers_images_per_s, ratio,
-  max_abs_diff, identical} -- `sdxl` at 256 px, DDIM 50, CFG 7.5, bf16 autocast, random OpenCLIP-H-shaped
-  text tower and SDXL-VAE-shaped decoder: t2ibench's sampler (`t2ibench.generate.sample_batch`) against
-  diffusers' StableDiffusionPipeline loop on the same UNet, text context and initial noise.
+  max_abs_diff, identical, kv_reuse_speedup, kv_reuse_identical} -- `sdxl` at 256 px, DDIM 50, CFG 7.5,
+  bf16 autocast (fp32 weights), random OpenCLIP-H-shaped text tower and SDXL-VAE-shaped decoder:
+  t2ibench's sampler (`t2ibench.generate.sample_batch`, protocol dtype bf16) against diffusers'
+  StableDiffusionPipeline called under the same autocast on the same UNet, text context and initial
+  noise; `kv_reuse_speedup` is t2ibench without / with its cross-attention K/V reuse.
 - `forward`: {baseline, candidate, time_ratio, gmacs_ratio_full, gmacs_ratio_paper, paper_gmacs_ratio}
   -- one bf16 forward pass of `sdxl_td4_4` against `sdxl` at batch --forward-batch (the paper: 143 vs
   198 GMACs, 28% less compute).
@@ -154,9 +156,10 @@ def generation(device: torch.device, dtype: torch.dtype, images: int, batch: int
                             block_out_channels=(128, 256, 512, 512), scaling_factor=0.13025)
         resolution = 256
     model = build_model(spec, text_encoder=text, vae=vae, resolution=resolution).to(device).eval()
-    model.backbone.to(dtype)
     sampler = T2IModelSampler(model)
-    protocol = Protocol(steps=steps, resolution=resolution)
+    # t2ibench's own bf16 protocol (fp32 weights under autocast); diffusers' pipeline runs under the same
+    # autocast on the same modules
+    protocol = Protocol(steps=steps, resolution=resolution, dtype="bf16" if dtype == torch.bfloat16 else "fp32")
     prompts = [f"a photo of {i} red cubes on a table" for i in range(images)]
     pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=None, tokenizer=None, unet=model.backbone,
                                    scheduler=model.schedule.ddim(), safety_checker=None, feature_extractor=None,
@@ -168,8 +171,7 @@ def generation(device: torch.device, dtype: torch.dtype, images: int, batch: int
         out = []
         for s in range(0, images, batch):
             chunk = prompts[s:s + batch]
-            with torch.autocast(device.type, dtype=dtype):
-                out.append(sample_batch(sampler, chunk, list(range(s, s + len(chunk))), protocol))
+            out.append(sample_batch(sampler, chunk, list(range(s, s + len(chunk))), protocol))
         return np.concatenate(out)
 
     def theirs():
@@ -179,17 +181,27 @@ def generation(device: torch.device, dtype: torch.dtype, images: int, batch: int
             with torch.no_grad():
                 cond, uncond = model.encode_text(chunk), model.encode_text([""] * len(chunk))
             latents, _ = initial_noise(sampler.noise_shape(resolution), list(range(s, s + len(chunk))))
-            with torch.autocast(device.type, dtype=dtype):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 result = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, height=resolution, width=resolution,
                               num_inference_steps=steps, guidance_scale=7.5, latents=latents.to(device),
                               output_type="np").images
             out.append((result * 255).round().astype("uint8"))
         return np.concatenate(out)
 
-    timings, results = {"t2ibench": float("inf"), "diffusers": float("inf")}, {}
+    def ours_without_reuse():
+        import t2ibench.cross_attention_cache as kv
+
+        original = kv.reuse_cross_attention_kv
+        kv.reuse_cross_attention_kv = lambda model, enabled=True: original(model, enabled=False)
+        try:
+            return ours()
+        finally:
+            kv.reuse_cross_attention_kv = original
+
+    timings, results = {"t2ibench": float("inf"), "diffusers": float("inf"), "no_reuse": float("inf")}, {}
     ours(), theirs()  # warm-up
     for _ in range(2):  # alternate; each side's best time counts
-        for name, fn in (("t2ibench", ours), ("diffusers", theirs)):
+        for name, fn in (("t2ibench", ours), ("diffusers", theirs), ("no_reuse", ours_without_reuse)):
             sync(device)
             start = time.perf_counter()
             results[name] = fn()
@@ -199,7 +211,9 @@ def generation(device: torch.device, dtype: torch.dtype, images: int, batch: int
     return {"images": images, "batch": batch, "steps": steps, "cfg": 7.5, "resolution": resolution,
             "t2ibench_images_per_s": images / timings["t2ibench"], "diffusers_images_per_s": images / timings["diffusers"],
             "ratio": timings["diffusers"] / timings["t2ibench"], "max_abs_diff": int(diff.max()),
-            "identical": bool(diff.max() == 0)}
+            "identical": bool(diff.max() == 0),
+            "kv_reuse_speedup": timings["no_reuse"] / timings["t2ibench"],
+            "kv_reuse_identical": bool(np.array_equal(results["t2ibench"], results["no_reuse"]))}
 
 
 def main() -> None:
@@ -233,7 +247,8 @@ def main() -> None:
             print(f"train {name}: batch {r['batch']}, {r['samples_per_s']:.1f} samples/s, "
                   f"{r['tflops_per_s']:.1f} TFLOP/s, MFU {100 * r['mfu']:.1f}%, {r['peak_memory_gib']:.1f} GiB", flush=True)
     if "generate" in parts:
-        g = generation(device, dtype, 2 if dry else args.images, 2 if dry else args.gen_batch, 3 if dry else 50, dry)
+        # bf16 in the dry run too: CPU autocast is slow, but at these sizes it checks the bf16 identity
+        g = generation(device, torch.bfloat16, 2 if dry else args.images, 2 if dry else args.gen_batch, 3 if dry else 50, dry)
         report["generate"] = g
         print(f"generate sdxl: t2ibench {g['t2ibench_images_per_s']:.2f} images/s, diffusers "
               f"{g['diffusers_images_per_s']:.2f} images/s, ratio {g['ratio']:.3f}, max |diff| {g['max_abs_diff']}", flush=True)

@@ -13,48 +13,60 @@ noisy: the script reports the minimum wall time and the median process CPU time 
 for the steadiest CPU-time measure).
 
 It also prints each forward pass's achieved FLOP/s (the registry's full count / min wall time) as a
-fraction of this machine's fp32 peak, a 2048^3 GEMM measured in the same run with the same threads.
-What holds the UNet below the GEMM peak on a CPU: GroupNorm+SiLU and the residual adds are memory-bound
-elementwise passes over every activation, and at the x4 level the attention runs on 64 tokens, so its
-linear layers are skinny (64-row) GEMMs bound by reading the weights.
+fraction of this machine's fp32 peak, a 2048^3 GEMM measured in the same run with the same threads, for
+torch's default kernels and for oneDNN-prepacked weights (t2ibench.cpu_prepack), in alternating rounds.
+The time ratio between variants uses torch's default kernels. What holds the UNet below the GEMM peak
+on a CPU (a profile of the sdxl forward): 95% of the time is matrix products, the linear layers of the
+transformer blocks on 64 (x4 level) or 256 (x2 level) tokens, skinny products that MKL's sgemm runs at
+about 40% of the 2048^3 peak; attention itself is 2%, GroupNorm, SiLU and the adds together under 2%.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import time
 
 import torch
 
+from t2ibench.cpu_prepack import onednn_prepacked
 from t2ibench.hardware import measure_gemm_peak
 from t2ibench.variants import compute_stats, get_variant
 
 
-def time_forward(name: str, reps: int, warmup: int, batch: int = 1) -> tuple[list[float], list[float]]:
-    """Wall-clock and process-CPU seconds of each timed forward pass."""
+def time_forward(name: str, reps: int, warmup: int, batch: int = 1, rounds: int = 2) -> dict[str, dict]:
+    """Wall-clock and process-CPU seconds of each timed forward pass, torch's default kernels ("dense")
+    and oneDNN-prepacked weights ("onednn"), in alternating rounds on the same model and inputs."""
     spec = get_variant(name)
     model = spec.build(device="cpu", seed=0).eval()
     sample, timesteps, context = spec.dummy_inputs(batch=batch)
-    wall, cpu = [], []
+    times = {side: {"wall": [], "cpu": []} for side in ("dense", "onednn")}
+    outputs = {}
     with torch.inference_mode():
-        for i in range(warmup + reps):
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            spec.denoise(model, sample, timesteps, context)
-            if i >= warmup:
-                wall.append(time.perf_counter() - start_wall)
-                cpu.append(time.process_time() - start_cpu)
-    del model
+        for _ in range(rounds):
+            for side in ("dense", "onednn"):
+                with onednn_prepacked(model) if side == "onednn" else contextlib.nullcontext():
+                    for i in range(warmup + reps):
+                        start_wall, start_cpu = time.perf_counter(), time.process_time()
+                        outputs[side] = spec.denoise(model, sample, timesteps, context)
+                        if i >= warmup:
+                            times[side]["wall"].append(time.perf_counter() - start_wall)
+                            times[side]["cpu"].append(time.process_time() - start_cpu)
+    dense = outputs["dense"]
+    times["onednn"]["max_rel_diff"] = float((outputs["onednn"] - dense).abs().max() / dense.abs().max())
+    del model, outputs, dense
     gc.collect()
-    return wall, cpu
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="sdxl")
     parser.add_argument("--candidate", default="sdxl_td4_4")
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3, help="timed passes per side and round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of torch default / oneDNN")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1, help="batch size (the paper's count is per sample)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -69,13 +81,18 @@ def main() -> None:
     results = {}
     for name in (args.baseline, args.candidate):
         stats = compute_stats(get_variant(name))
-        wall, cpu = time_forward(name, args.reps, args.warmup, args.batch)
-        results[name] = (min(wall), statistics.median(cpu), stats)
-        print(f"{name:12s} params {stats.params / 1e9:.3f}B  GMACs full {stats.gmacs:6.1f}  paper {stats.gmacs_paper:6.1f}"
-              f"  wall ms min {min(wall) * 1e3:8.0f} median {statistics.median(wall) * 1e3:8.0f}"
-              f"  CPU ms median {statistics.median(cpu) * 1e3:8.0f}")
-        achieved = 2 * stats.gmacs * 1e9 * args.batch / min(wall) / 1e12
-        print(f"{'':12s} {achieved * 1e3:.0f} GFLOP/s = {100 * peak.fraction(achieved):.1f}% of the measured fp32 GEMM peak")
+        times = time_forward(name, args.reps, args.warmup, args.batch, args.rounds)
+        print(f"{name:12s} params {stats.params / 1e9:.3f}B  GMACs full {stats.gmacs:6.1f}  paper {stats.gmacs_paper:6.1f}")
+        for side, label in (("dense", "torch default (MKL addmm)"), ("onednn", "oneDNN-prepacked weights")):
+            wall, cpu = times[side]["wall"], times[side]["cpu"]
+            achieved = 2 * stats.gmacs * 1e9 * args.batch / min(wall) / 1e12
+            print(f"  {label:28s} wall ms min {min(wall) * 1e3:7.0f} median {statistics.median(wall) * 1e3:7.0f}"
+                  f"  CPU ms median {statistics.median(cpu) * 1e3:7.0f}  {achieved * 1e3:5.0f} GFLOP/s"
+                  f" = {100 * peak.fraction(achieved):4.1f}% of the measured fp32 GEMM peak")
+        dense_wall, packed_wall = min(times["dense"]["wall"]), min(times["onednn"]["wall"])
+        print(f"  oneDNN / default: {dense_wall / packed_wall:.3f}x the speed; output max |diff| / max |out| "
+              f"{times['onednn']['max_rel_diff']:.1e}")
+        results[name] = (dense_wall, statistics.median(times["dense"]["cpu"]), stats)
 
     (wall_base, cpu_base, s_base), (wall_cand, cpu_cand, s_cand) = results[args.baseline], results[args.candidate]
     print(f"\n{args.candidate} / {args.baseline}:")

@@ -18,7 +18,13 @@ Reproducibility rules (all tested):
 
 Precision (`Protocol.dtype`): t2ibench's own models run under torch.autocast in bf16/fp16 (weights,
 latents and scheduler stay fp32, so a trainer's in-memory model is untouched; in fp16 the VAE decodes
-in fp32, where it does not overflow). Diffusers pipelines (t2ibench.pipelines) load in that dtype.
+in fp32, where it does not overflow). The operations and their dtypes are those of diffusers'
+StableDiffusionPipeline called under torch.autocast, so its images are ours bit for bit in bf16 too
+(tests/test_cross_attention_cache.py). Diffusers pipelines (t2ibench.pipelines) load in that dtype.
+
+Speed: the text is encoded once per batch and the unconditional rows once per batch size; the
+cross-attention keys and values of the (constant) context are computed on the first step and reused
+(t2ibench.cross_attention_cache), which leaves the images unchanged bit for bit.
 
 Image cache: `<cache_dir>/<ckpt_hash[:16]>/<settings_key>/<set>-<set_sha[:12]>/<prompt id>.s<seed>.png`,
 `settings_key` hashing the protocol (sampler, steps, cfg, resolution, eta, dtype, compile), the EMA
@@ -55,6 +61,9 @@ from t2ibench.protocol import (  # noqa: F401
 )
 
 GENERATION_INDEX = "generation.json"
+# t2ibench models in bf16/fp16: text encoded outside autocast, one autocast region over the loop, CFG and
+# denormalisation in the denoiser's/decoder's output dtype, all as diffusers' pipeline under autocast
+LOW_PRECISION_LOOP = "diffusers-order-2"
 
 # The protocol (one dataclass, its defaults the paper's; seeds, dtypes, the scheduler record) lives in
 # t2ibench.protocol; re-exported here.
@@ -68,6 +77,8 @@ def settings_key(protocol: Protocol, model: "Sampleable") -> str:
     """What, besides checkpoint, prompt and seed, decides an image's pixels."""
     d = {k: v for k, v in protocol.to_dict().items() if k not in ("base_seed", "images_per_prompt")}
     d.update(ema=model.ema, uncond=UNCOND_PROMPT, kind=model.kind, sampling=model.sampling(protocol))
+    if protocol.dtype != "fp32":  # the low-precision loop was changed to diffusers' order: new pixels, new key
+        d["low_precision_loop"] = LOW_PRECISION_LOOP
     return _sha256_json(d)[:12]
 
 
@@ -88,6 +99,7 @@ class T2IModelSampler(Sampleable):
         self.tags = dict(model.info.tags)
         self.variant = model.info.variant
         self._denoiser, self._compiled = self.backbone, None
+        self._uncond: dict = {}  # (rows, device, text weights' versions) -> the unconditional context
 
     @property
     def device(self):
@@ -104,6 +116,12 @@ class T2IModelSampler(Sampleable):
         return (cfg.in_channels, resolution // factor, resolution // factor)
 
     def encode_text(self, prompts: list[str]):
+        if prompts and all(p == UNCOND_PROMPT for p in prompts):  # CFG's unconditional rows: once per batch size
+            encoder = self.model.text_encoder
+            key = (len(prompts), str(self.device), sum(p._version for p in encoder.parameters()))
+            if key not in self._uncond:
+                self._uncond[key] = encoder.encode(prompts, device=self.device)
+            return self._uncond[key]
         return self.model.text_encoder.encode(prompts, device=self.device)
 
     def predict_noise(self, x, t, context):
@@ -267,10 +285,14 @@ def sample_batch(model: Sampleable, prompts: list[str], seeds: Sequence[int], pr
 
     import torch
 
+    from t2ibench.cross_attention_cache import reuse_cross_attention_kv
+
     device = model.device
     shape = model.noise_shape(protocol.resolution)
     low = protocol.dtype != "fp32"
     model.use_compiled(protocol.compile)
+    # one autocast region for the whole loop, as diffusers' pipeline under torch.autocast: its weight-cast
+    # cache then lives across steps, and every op sees the dtypes the pipeline's would
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch_dtype(protocol.dtype))) if low \
         else contextlib.nullcontext
     with torch.no_grad():
@@ -278,25 +300,27 @@ def sample_batch(model: Sampleable, prompts: list[str], seeds: Sequence[int], pr
         scheduler = model.scheduler()
         scheduler.set_timesteps(protocol.steps, device=device)
         x = noise.to(device) * scheduler.init_noise_sigma
-        with autocast():
-            cond = model.encode_text(list(prompts))
-            uncond = model.encode_text([UNCOND_PROMPT] * len(prompts))
+        cond = model.encode_text(list(prompts))  # in the text encoder's own precision, as the pipeline's
+        uncond = model.encode_text([UNCOND_PROMPT] * len(prompts))
         context = torch.cat([uncond, cond])
-        for t in scheduler.timesteps:
-            xin = scheduler.scale_model_input(torch.cat([x, x]), t)
-            with autocast():
-                eps = model.predict_noise(xin, t.expand(xin.shape[0]), context).float()
-            eps_uncond, eps_cond = eps.chunk(2)
-            eps = eps_uncond + protocol.cfg * (eps_cond - eps_uncond)
-            variance_noise = None
-            if protocol.eta > 0:  # per-image DDIM noise, from each image's own generator
-                variance_noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
-            x = scheduler.step(eps, t, x, eta=protocol.eta, variance_noise=variance_noise).prev_sample
+        denoiser = getattr(model, "backbone", None)
+        reuse = denoiser is not None and not protocol.compile  # a compiled graph would trace the cache's test
+        with autocast(), reuse_cross_attention_kv(denoiser, enabled=reuse):
+            for t in scheduler.timesteps:
+                xin = scheduler.scale_model_input(torch.cat([x, x]), t)
+                eps = model.predict_noise(xin, t.expand(xin.shape[0]), context)
+                eps_uncond, eps_cond = eps.chunk(2)
+                eps = eps_uncond + protocol.cfg * (eps_cond - eps_uncond)  # in eps's dtype, as the pipeline
+                variance_noise = None
+                if protocol.eta > 0:  # per-image DDIM noise, from each image's own generator
+                    variance_noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+                x = scheduler.step(eps, t, x, eta=protocol.eta, variance_noise=variance_noise).prev_sample
         # the VAE overflows in fp16 (SDXL's notably): decode in fp32 then; bf16 has fp32's range
         with autocast() if protocol.dtype == "bf16" else contextlib.nullcontext():
             pixels = model.decode(x)
-    # diffusers' VaeImageProcessor: [-1, 1] -> [0, 1] -> round(255 x)
-    images = (pixels.float() / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
+        # diffusers' VaeImageProcessor, in the decoder's output dtype: [-1, 1] -> [0, 1] -> round(255 x)
+        pixels = (pixels / 2 + 0.5).clamp(0, 1)
+    images = pixels.cpu().permute(0, 2, 3, 1).float().numpy()
     return (images * 255).round().astype("uint8")
 
 

@@ -229,6 +229,8 @@ class PipelineSampler(Sampleable):
     def sample_images(self, prompts: list[str], seeds, protocol: Protocol):
         import torch
 
+        from t2ibench.cross_attention_cache import reuse_cross_attention_kv
+
         if protocol.dtype != self.dtype:
             raise UserError(f"{self.source} was loaded in {self.dtype}; the protocol asks for {protocol.dtype}")
         if protocol.compile and not self._compiled:
@@ -237,8 +239,11 @@ class PipelineSampler(Sampleable):
         self.pipe.scheduler = self._scheduler
         device = self.device
         generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+        # cached cross-attention K/V: identical images; not with offload (memory) or a compiled denoiser
+        reuse = not self._compiled and self.offload is None
         try:
-            out = self.pipe(list(prompts), generator=generators, output_type="np", **self.call_kwargs(protocol))
+            with reuse_cross_attention_kv(self.denoiser, enabled=reuse):
+                out = self.pipe(list(prompts), generator=generators, output_type="np", **self.call_kwargs(protocol))
         except ValueError as exc:  # the pipeline's own input checks (e.g. a size it cannot make)
             raise UserError(f"{type(self.pipe).__name__}: {str(exc).splitlines()[0]}") from None
         return (out.images * 255).round().astype("uint8")

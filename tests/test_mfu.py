@@ -100,7 +100,8 @@ def test_gpu_benchmark_dry_run_writes_every_documented_field(tmp_path):
         assert r["samples_per_s"] > 0 and 0 < r["mfu"] and r["batch"] >= 1
         assert r["tflops_per_s"] == pytest.approx(r["samples_per_s"] * r["flops_per_sample"] / 1e12)
     g = report["generate"]
-    assert g["identical"] is True  # fp32 on the CPU: the two loops give the same uint8 images
+    assert g["identical"] is True  # bf16 autocast on the CPU: the two loops give the same uint8 images
+    assert g["kv_reuse_identical"] is True and g["kv_reuse_speedup"] > 0
     assert g["t2ibench_images_per_s"] > 0 and g["diffusers_images_per_s"] > 0
     f = report["forward"]
     assert f["gmacs_ratio_paper"] == pytest.approx(143 / 198, abs=0.01)  # the registry's count vs the paper
