@@ -142,12 +142,8 @@ def bench_own(args) -> dict:
         return np.concatenate([sample_batch(sampler, [prompts[i] for i in b], b, p) for b in batches])
 
     def ours_without_reuse(p=protocol):
-        original = kv.reuse_cross_attention_kv
-        kv.reuse_cross_attention_kv = lambda model, enabled=True: original(model, enabled=False)
-        try:
+        with kv.disabled():
             return ours(p)
-        finally:
-            kv.reuse_cross_attention_kv = original
 
     def theirs(dtype="fp32"):
         out = []

@@ -189,14 +189,10 @@ def generation(device: torch.device, dtype: torch.dtype, images: int, batch: int
         return np.concatenate(out)
 
     def ours_without_reuse():
-        import t2ibench.cross_attention_cache as kv
+        from t2ibench.cross_attention_cache import disabled
 
-        original = kv.reuse_cross_attention_kv
-        kv.reuse_cross_attention_kv = lambda model, enabled=True: original(model, enabled=False)
-        try:
+        with disabled():
             return ours()
-        finally:
-            kv.reuse_cross_attention_kv = original
 
     timings, results = {"t2ibench": float("inf"), "diffusers": float("inf"), "no_reuse": float("inf")}, {}
     ours(), theirs()  # warm-up

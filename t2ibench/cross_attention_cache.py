@@ -14,12 +14,13 @@ and a modified one misses. PixArt's and Sana's caption projection (and Sana's no
 the context alone, so they are cached too and their cross-attentions then hit as well. Where the
 context is changed with the image inside each block (SD3's and FLUX's joint attention) there is no
 cross-attention to wrap. A wrapper that misses twice without a hit stops caching. Under autograd it
-never caches.
+never caches. `disabled()` turns the reuse off for a block of code (benchmarks time the plain loop so).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 
 import torch
@@ -72,11 +73,25 @@ def _context_projections(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return found
 
 
+_DISABLED = contextvars.ContextVar("t2ibench_kv_reuse_disabled", default=False)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Inside, `reuse_cross_attention_kv` wraps nothing: every step projects the context again."""
+    token = _DISABLED.set(True)
+    try:
+        yield
+    finally:
+        _DISABLED.reset(token)
+
+
 @contextlib.contextmanager
 def reuse_cross_attention_kv(model: nn.Module, enabled: bool = True) -> Iterator[list[CachedProjection]]:
     """While inside, `model`'s cross-attention key/value projections reuse their output for an unchanged
-    context tensor. Yields the wrappers (their `hits`/`misses` say what was reused); restores the modules."""
-    if not enabled:
+    context tensor. Yields the wrappers (their `hits`/`misses` say what was reused); restores the modules.
+    Does nothing when not `enabled` or inside `disabled()`."""
+    if not enabled or _DISABLED.get():
         yield []
         return
     places = _context_projections(model)

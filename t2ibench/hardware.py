@@ -3,7 +3,9 @@
 MFU = achieved model FLOP/s / peak FLOP/s. The peak is, in order of preference:
 1. what the user sets (`log.peak_tflops=...` in the trainer, `--peak-tflops` in the benchmarks);
 2. the datasheet's dense (no sparsity) peak of a known GPU for the dtype (`KNOWN_PEAK_TFLOPS`);
-3. measured here: the best of a few square GEMMs of that dtype on that device (`measure_gemm_peak`).
+3. measured here: the best of a few square GEMMs of that dtype on that device (`measure_gemm_peak`),
+   once per process, device, dtype and thread count (a process that trains several runs, as the study's
+   workers and the tests do, measures once; about 2 s each time on one CPU thread).
 The benchmarks always measure (3) in the same run, so their fractions are of what this machine reached.
 """
 
@@ -87,8 +89,19 @@ def datasheet_peak(device: str | torch.device, dtype: torch.dtype | str) -> Peak
     return None
 
 
+_MEASURED: dict[tuple[str, str, int], Peak] = {}
+
+
 def peak_for(device: str | torch.device, dtype: torch.dtype | str, configured: float = 0.0) -> Peak:
-    """The peak MFU is measured against: the user's number, else a known GPU's datasheet, else measured."""
+    """The peak MFU is measured against: the user's number, else a known GPU's datasheet, else measured
+    (once per process for a device, dtype and CPU thread count)."""
     if configured and configured > 0:
         return Peak(float(configured), "set by the user")
-    return datasheet_peak(device, dtype) or measure_gemm_peak(device, dtype)
+    known = datasheet_peak(device, dtype)
+    if known is not None:
+        return known
+    device = torch.device(device)
+    key = (str(device), dtype_name(dtype), torch.get_num_threads())
+    if key not in _MEASURED:
+        _MEASURED[key] = measure_gemm_peak(device, dtype)
+    return _MEASURED[key]

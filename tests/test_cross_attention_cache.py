@@ -22,18 +22,20 @@ PROMPTS = ["a red circle and a square", "two blue triangles"]
 
 
 @contextlib.contextmanager
-def kv_reuse(monkeypatch, force: bool):
-    """Force the cache on or off inside t2ibench's samplers; yields the (hits, misses) of each call."""
+def kv_reuse(monkeypatch, off: bool = False):
+    """Count what t2ibench's samplers reuse: yields the (hits, misses) of each call; `off` runs inside
+    `kv.disabled()`, the switch the benchmarks time the plain loop with."""
     original, calls = kv.reuse_cross_attention_kv, []
 
     @contextlib.contextmanager
-    def forced(model, enabled=True):
-        with original(model, enabled=force) as wrappers:
+    def counted(model, enabled=True):
+        with original(model, enabled) as wrappers:
             yield wrappers
             calls.append((sum(w.hits for w in wrappers), sum(w.misses for w in wrappers)))
 
-    monkeypatch.setattr(kv, "reuse_cross_attention_kv", forced)
-    yield calls
+    monkeypatch.setattr(kv, "reuse_cross_attention_kv", counted)
+    with kv.disabled() if off else contextlib.nullcontext():
+        yield calls
     monkeypatch.setattr(kv, "reuse_cross_attention_kv", original)
 
 
@@ -43,10 +45,10 @@ def test_reused_keys_and_values_leave_pipeline_images_unchanged(family, tmp_path
 
     model = load_sampleable(build_pipeline_dir(family, tmp_path / family))
     protocol = Protocol(steps=4, resolution=16)
-    with kv_reuse(monkeypatch, force=False) as calls:
+    with kv_reuse(monkeypatch, off=True) as calls:
         plain = sample_batch(model, PROMPTS, [0, 1], protocol)
     assert calls == [(0, 0)]
-    with kv_reuse(monkeypatch, force=True) as calls:
+    with kv_reuse(monkeypatch) as calls:
         reused = sample_batch(model, PROMPTS, [0, 1], protocol)
     hits, misses = calls[0]
     assert misses > 0 and hits == 3 * misses  # computed on step 1 of 4, reused on steps 2-4
@@ -56,9 +58,9 @@ def test_reused_keys_and_values_leave_pipeline_images_unchanged(family, tmp_path
 def test_reused_keys_and_values_leave_t2ibench_images_unchanged(monkeypatch):
     sampler = T2IModelSampler(tiny_model(vae=True))
     protocol = Protocol(steps=4, resolution=16)
-    with kv_reuse(monkeypatch, force=False):
+    with kv_reuse(monkeypatch, off=True):
         plain = sample_batch(sampler, PROMPTS, [0, 1], protocol)
-    with kv_reuse(monkeypatch, force=True) as calls:
+    with kv_reuse(monkeypatch) as calls:
         reused = sample_batch(sampler, PROMPTS, [0, 1], protocol)
     assert calls[0][0] > 0 and np.array_equal(plain, reused)
 

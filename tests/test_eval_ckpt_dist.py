@@ -25,7 +25,9 @@ def test_two_processes_match_one(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     # accelerate's `--cpu` flag starts a single process; `--multi_gpu` on a CPU-only machine starts N
     # processes through torchrun and they join a gloo group.
+    # a port of its own: another test file may run a 2-process job at the same time (pytest -n 2)
     two = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--main_process_port", "29565",
                           "--mixed_precision", "no", "--dynamo_backend", "no", *args, "--out", str(tmp_path / "two"),
                           "--db", str(tmp_path / "2.sqlite")], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-2000:]

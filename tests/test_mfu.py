@@ -67,6 +67,29 @@ def test_peaks():
         dtype_name("fp8")
 
 
+def test_measured_peak_is_measured_once_per_process_dtype_and_thread_count(monkeypatch):
+    import t2ibench.hardware as hardware
+
+    calls = []
+
+    def counted(device, dtype):
+        calls.append((str(device), dtype_name(dtype), torch.get_num_threads()))
+        return Peak(1.0 + len(calls), "measured: test")
+
+    monkeypatch.setattr(hardware, "measure_gemm_peak", counted)
+    monkeypatch.setattr(hardware, "_MEASURED", {})
+    threads = torch.get_num_threads()
+    first = peak_for("cpu", torch.float32)
+    assert peak_for("cpu", "fp32") is first and len(calls) == 1
+    assert peak_for("cpu", "bf16") is not first and len(calls) == 2
+    try:
+        torch.set_num_threads(threads + 1)
+        assert peak_for("cpu", "fp32") is not first and len(calls) == 3
+    finally:
+        torch.set_num_threads(threads)
+    assert peak_for("cpu", "fp32") is first and len(calls) == 3
+
+
 def test_trainer_logs_mfu_against_the_peak_it_names(tmp_path, capsys):
     from t2ibench.train.loop import train
 

@@ -120,7 +120,9 @@ def test_two_processes_match_the_pipelines_own_call(pipeline_dirs, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     targets = [f"{pipeline_dirs[f]}:{resolution(f)}" for f in FAMILIES]
+    # a port of its own: another test file may run a 2-process job at the same time (pytest -n 2)
     run = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--main_process_port", "29567",
                           "--mixed_precision", "no", "--dynamo_backend", "no",
                           str(Path(__file__).parent / "pipelines_dist_worker.py"), str(prompt_file),
                           str(tmp_path / "out"), str(STEPS), "2", *targets], env=env, capture_output=True, text=True, check=False)

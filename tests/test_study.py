@@ -116,19 +116,38 @@ def test_training_data_mixes_alt_texts_and_synthetic_captions(quick):
 
 
 def test_kill_9_then_rerun_gives_the_identical_report(quick, tmp_path):
+    """A study stopped after eight of its ten runs (a copy of the finished one, less the last two runs, their
+    store rows and everything written after training) is started, SIGKILLed with its workers while both
+    train, and run again: the report is the uninterrupted study's. Starting from eight finished runs keeps
+    the test to the two runs the kill interrupts (re-training the whole study cost about 4 minutes)."""
+    import shutil
+    import sqlite3
+
     reference, _ = quick
     out = tmp_path / "killed"
+    shutil.copytree(reference, out)
+    last = [("alt-only", "alt-only-s1"), ("synthetic-only", "synthetic-only-s1")]
+    for arm, _ in last:
+        shutil.rmtree(out / "runs" / arm / "seed-1")
+    for name in ("claims.json", "report.md", "timing.json"):
+        (out / name).unlink()
+    shutil.rmtree(out / "site")
+    con = sqlite3.connect(out / "results.sqlite")
+    with con:
+        assert con.execute("DELETE FROM results WHERE run IN (?, ?)", [run for _, run in last]).rowcount == 8
+    con.close()
+
     cmd = [sys.executable, "-m", "t2ibench", "study", "--quick", "--out", str(out), "--jobs", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    # kill the whole process group (the study and its workers) once the first seed's runs are under way
-    marker = out / "runs" / "wider" / "seed-0" / "checkpoints"
+    # kill the whole process group (the study and both workers) once both runs have a checkpoint
+    markers = [out / "runs" / arm / "seed-1" / "checkpoints" for arm, _ in last]
     deadline = time.time() + 600
-    while not marker.is_dir() and proc.poll() is None and time.time() < deadline:
+    while not all(m.is_dir() for m in markers) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert marker.is_dir(), proc.stderr.read().decode()[-3000:]
+    assert all(m.is_dir() for m in markers), proc.stderr.read().decode()[-3000:]
     assert not (out / "claims.json").exists()
     rerun = _study(out)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
