@@ -181,6 +181,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_intact(data, tmp_path):
 
 def test_in_training_evaluation_writes_the_store(tmp_path):
     import json
+    import shutil
 
     from t2ibench.demo.datasets import write_eval_set, write_training_set
     from t2ibench.demo.shapes import ShapesWorld
@@ -199,6 +200,20 @@ def test_in_training_evaluation_writes_the_store(tmp_path):
     assert [(r.run, r.metric, r.step, r.variant) for r in rows] == [("run", "tifa", 1, "sdxl"), ("run", "tifa", 2, "sdxl")]
     assert rows[1].train_flops == pytest.approx(2 * rows[0].train_flops) and rows[0].train_flops > 0
     assert all(0.0 <= r.value <= 1.0 for r in rows)
+
+    # A run stopped between its step-2 checkpoint and that step's evaluation: resuming evaluates the
+    # restored weights first (with checkpoint.keep=1 the checkpoint is gone by the next save), and the
+    # scores equal the uninterrupted run's.
+    step2 = tmp_path / "run" / "eval" / "step-00000002"
+    first = json.loads((step2 / "results.json").read_text())
+    shutil.rmtree(step2)
+    resumed = train(make_config(shapes, tmp_path / "run", **{
+        "train.steps": 3, "eval.every": 1, "eval.metrics": "tifa", "eval.steps": 2, "eval.limit": 2,
+        "eval.db": str(db), "eval.options": options, "checkpoint.keep": 1}), resume=True)
+    assert [e["step"] for e in resumed.evaluations] == [2, 3]
+    again = json.loads((step2 / "results.json").read_text())
+    assert again["per_item"] == first["per_item"]
+    assert again["metrics"]["tifa"]["value"] == first["metrics"]["tifa"]["value"]
 
 
 def test_fsdp2_ema_and_full_states(tmp_path):

@@ -31,6 +31,7 @@ from typing import Any
 
 from t2ibench.atomic import write_json_atomic
 from t2ibench.errors import UserError
+from t2ibench.train.in_training_eval import eval_out_dir
 
 STATE_FILE = "demo.json"
 DB_FILE = "results.sqlite"
@@ -194,9 +195,9 @@ def micro_run_config(s: DemoSettings, variant: MicroVariant, *, data_dir: Path, 
 
 
 def eval_dir(config) -> Path:
-    """Where the evaluation of `config`'s run at `step` lands (the trainer's in-training evaluation writes
-    to the same place, t2ibench/train/in_training_eval.py)."""
-    return Path(config.out) / "eval"
+    """The folder of `config`'s run that holds one `step-*` folder per evaluation (the trainer's
+    in-training evaluation writes to the same place, `eval_out_dir`)."""
+    return eval_out_dir(config, 0).parent
 
 
 def evaluate_run(config, model_or_ckpt, step: int, train_flops: float, device: str) -> dict:
@@ -204,7 +205,7 @@ def evaluate_run(config, model_or_ckpt, step: int, train_flops: float, device: s
     from t2ibench.evaluate import evaluate
 
     return evaluate(model_or_ckpt, METRIC, protocol=config.eval.protocol(config.resolution),
-                    out_dir=eval_dir(config) / f"step-{step:08d}", limit=config.eval.limit, db=Path(config.eval.db),
+                    out_dir=eval_out_dir(config, step), limit=config.eval.limit, db=Path(config.eval.db),
                     run=config.run_name, variant=config.variant, step=step, train_flops=train_flops,
                     scorer_options=config.eval.scorer_options(), device=device, batch_size=config.eval.batch_size,
                     progress=False)
@@ -234,7 +235,7 @@ def fill_missing_evals(config, device: str, say) -> None:
         if not (ckpt / "training_state" / "state.json").is_file():
             continue
         state = read_state(ckpt)
-        if state.step % config.eval.every or (eval_dir(config) / f"step-{state.step:08d}" / "results.json").is_file():
+        if state.step % config.eval.every or (eval_out_dir(config, state.step) / "results.json").is_file():
             continue
         record = evaluate_run(config, ckpt / "model", state.step, state.train_flops, device)
         say(f"  step {state.step} (from checkpoint): TIFA {record['metrics'][METRIC]['value']:.3f}")
@@ -323,7 +324,7 @@ class Demo:
 
     # -- 3. evaluation outside training: step 0 and checkpoints left without their evaluation ------
     def eval_dir(self, variant: MicroVariant, step: int) -> Path:
-        return eval_dir(self.run_config(variant)) / f"step-{step:08d}"
+        return eval_out_dir(self.run_config(variant), step)
 
     def evaluate(self, variant: MicroVariant, model_or_ckpt, step: int, train_flops: float) -> dict:
         return evaluate_run(self.run_config(variant), model_or_ckpt, step, train_flops, self._device())

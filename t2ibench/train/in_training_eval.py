@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 
+def eval_out_dir(config, step: int) -> Path:
+    """Where the in-training evaluation of `step` writes (its results.json comes last)."""
+    return Path(config.out_dir) / "eval" / f"step-{step:08d}"
+
+
 def evaluate_during_training(accelerator, config, model, backbone, state, metrics) -> dict[str, Any]:
     """`metrics`: the run's `MetricSelection`, checked once by `validate(config)` before step 1."""
     from t2ibench.evaluate import evaluate
@@ -36,7 +41,7 @@ def evaluate_during_training(accelerator, config, model, backbone, state, metric
     model.info.tags.update(run=config.run_name, variant=config.variant, step=state.step,
                            samples_seen=state.samples_seen, train_flops=state.train_flops)
     protocol = config.eval.protocol(config.resolution, str(accelerator.device))
-    out_dir = Path(config.out_dir) / "eval" / f"step-{state.step:08d}"
+    out_dir = eval_out_dir(config, state.step)
     result = evaluate(sampled, metrics, prompts=config.eval.prompts, prompts_dir=config.eval.prompts_dir,
                       protocol=protocol, out_dir=out_dir, limit=config.eval.limit, db=config.eval.db,
                       run=config.run_name, variant=config.variant, step=state.step, train_flops=state.train_flops,

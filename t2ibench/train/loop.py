@@ -213,6 +213,10 @@ def _train(config: RunConfig, resume: bool, spec: VariantSpec, eval_metrics) -> 
     session_start, window_start, window_samples = time.monotonic(), time.monotonic(), 0
     window_wait, window_steps = 0.0, 0  # data-loader wait: time spent blocked in next(loader)
     wall_at_start = state.wall_s
+    if previous is not None and _evaluation_missed(config, state.step):
+        # Stopped between this checkpoint and its evaluation: evaluate the restored weights now, as the
+        # uninterrupted run did next (`checkpoint.keep` would prune the checkpoint before anyone else could).
+        result.evaluations.append(_evaluate(accelerator, config, model, backbone, state, eval_metrics))
     try:
         while state.step < config.train.steps:
             # -- one optimizer step: accumulate over micro-batches, sync gradients on the last -------
@@ -434,6 +438,14 @@ def _diverged(out: Path, state, loss: float, grad_norm: float) -> TrainingDiverg
     kept = (f"last good checkpoint {latest} (step {ckpt_io.read_state(latest).step}) is intact" if latest
             else "no checkpoint had been saved yet (lower checkpoint.every)")
     return TrainingDiverged(f"training diverged: {what} at step {state.step + 1}, not applied; {kept}")
+
+
+def _evaluation_missed(config: RunConfig, step: int) -> bool:
+    """Whether `step` is on the evaluation grid and its in-training evaluation never finished."""
+    from t2ibench.train.in_training_eval import eval_out_dir
+
+    return bool(config.eval.every) and step % config.eval.every == 0 and \
+        not (eval_out_dir(config, step) / "results.json").is_file()
 
 
 def _evaluate(accelerator, config, model, backbone, state, eval_metrics) -> dict[str, Any]:
